@@ -1,0 +1,90 @@
+# dragoman — build, set-up and test entry points.
+#   make demo   installs dependencies, builds, runs the demo conference (configs/demo.ini)
+#   make test   installs dependencies, builds, runs every test
+#   make bench  latency and fan-out benchmarks (see docs/performance.md)
+
+BUILD   ?= build
+CC      ?= gcc
+PKGS     = gstreamer-1.0 gstreamer-base-1.0 gstreamer-app-1.0 gstreamer-audio-1.0 \
+           gstreamer-controller-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-pbutils-1.0 \
+           libwebsockets json-glib-1.0 opus
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+SRCS     = $(filter-out src/main.c,$(wildcard src/*.c))
+OBJS     = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+CHECKS   = $(patsubst tests/check/%.c,$(BUILD)/check/%,$(wildcard tests/check/*.c))
+CHECK_LIBS = $(shell pkg-config --libs gstreamer-check-1.0 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags gstreamer-check-1.0 2>/dev/null)
+
+# Debian packages: build, run and test. `make deps` runs apt only when one is missing.
+APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
+           libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+           gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+           gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice \
+           libwebsockets-dev libwebsockets-evlib-glib libjson-glib-dev libopus-dev \
+           espeak-ng ffmpeg chromium
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps demo test check integration browser bench clean format media
+all: $(BUILD)/dragoman $(BUILD)/wsprobe media
+
+deps:
+	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(APT_PKGS) 2>&1 | \
+	  awk '$$1 != "ii" {print $$NF} /no packages found/ {print $$NF}'); \
+	if ! command -v npm >/dev/null 2>&1; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$(echo $$missing | tr '\n' ' ')"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) \
+	    $$(command -v npm >/dev/null 2>&1 || echo nodejs npm); \
+	else echo "deps: Debian packages present"; fi
+	@if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules ]; then \
+	  cd web && npm ci --no-audit --no-fund && touch node_modules; \
+	else echo "deps: npm packages present"; fi
+
+$(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/dragoman: $(OBJS) $(BUILD)/obj/main.o
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/wsprobe: tools/wsprobe.c | $(BUILD)
+	$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0 opus json-glib-1.0) -lm
+
+$(BUILD)/check/%: tests/check/%.c $(OBJS) | $(BUILD)/check
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc $< $(OBJS) -o $@ $(LDLIBS) $(CHECK_LIBS)
+
+$(BUILD) $(BUILD)/obj $(BUILD)/check:
+	mkdir -p $@
+
+media:
+	@tools/make-demo-media.sh $(BUILD)/media
+
+demo: deps all
+	$(BUILD)/dragoman --config configs/demo.ini
+
+check: all $(CHECKS)
+	@set -e; for t in $(CHECKS); do echo "== $$t"; $$t; done
+
+integration: all
+	tests/integration/demo.sh
+
+# The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
+NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")
+browser: all
+	@set -e; for t in tests/browser/*.test.mjs; do echo "== $$t"; $(NETNS) node $$t; done
+
+test: deps
+	$(MAKE) all
+	$(MAKE) check
+	$(MAKE) integration
+	$(MAKE) browser
+
+format:
+	clang-format -i src/*.c src/*.h tests/check/*.c tools/*.c
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,44 @@
+/* channel — what a listener picks: the floor ("orig") or one language.
+ *
+ * A language channel mixes its booth's voice over the floor ducked by duck-db;
+ * with nobody on air it carries the floor alone. It encodes Opus ONCE and pushes
+ * every packet into its fanout. Owner: the room; gains change on the main thread,
+ * samples flow on streaming threads. */
+#pragma once
+#include "fanout.h"
+
+#include <gst/gst.h>
+
+typedef struct _DragomanChannel DragomanChannel;
+
+typedef enum {
+  DRAGOMAN_CHANNEL_FLOOR,          /* nobody on air: the floor alone */
+  DRAGOMAN_CHANNEL_INTERPRETATION, /* a live interpreter over the ducked floor */
+  DRAGOMAN_CHANNEL_FORCED_FLOOR,   /* the crew forced the floor */
+} DragomanChannelMode;
+
+/* Ramps, in ms. The floor goes down quickly when an interpreter goes on air (their
+ * first words must not fight the speaker) and comes back over a second when they go
+ * off air, so a pause between sentences never bursts the floor in. The voice
+ * itself switches in a few ms, short enough to catch a cough, long enough (>= 5 ms,
+ * i.e. >= 240 samples) that the step does not click. */
+#define DRAGOMAN_RAMP_DUCK_MS 300
+#define DRAGOMAN_RAMP_UNDUCK_MS 1000
+#define DRAGOMAN_RAMP_VOICE_MS 10
+
+/* fanout NULL: no encoder; the bin then has a raw "src" pad (unit tests). */
+DragomanChannel *dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, int frame_ms,
+                                       int bitrate, double duck_db, DragomanFanout *fanout);
+void dragoman_channel_free (DragomanChannel *channel);
+/* sink pads "floor" and, with a voice, "voice": S16LE 48 kHz mono */
+GstElement *dragoman_channel_get_bin (DragomanChannel *channel);
+const char *dragoman_channel_get_lang (DragomanChannel *channel);
+
+/* Main thread. `at` is the running time the change applies from;
+ * GST_CLOCK_TIME_NONE = now (the bin's pipeline clock). */
+void dragoman_channel_set_input (DragomanChannel *channel, gboolean on_air, gboolean cough, gboolean force_floor,
+                                 GstClockTime at);
+void dragoman_channel_set_duck_db (DragomanChannel *channel, double duck_db, GstClockTime at);
+DragomanChannelMode dragoman_channel_get_mode (DragomanChannel *channel);
+const char *dragoman_channel_mode_name (DragomanChannelMode mode);
+DragomanFanout *dragoman_channel_get_fanout (DragomanChannel *channel);

@@ -1,0 +1,378 @@
+/* config — parse and validate the key file.
+ *
+ * Policy: be strict. An unknown group or key is an error, not a warning: a typo
+ * in "duck-db" at a live event would otherwise silently leave the floor loud. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Languages we know the native name of. Extend freely; codes are BCP-47. */
+static const DragomanLanguage languages[] = {
+  { "orig", "Original", "Original" },
+  { "en", "English", "English" },
+  { "hy", "Armenian", "Հայերեն" },
+  { "az", "Azerbaijani", "Azərbaycanca" },
+  { "ru", "Russian", "Русский" },
+  { "tr", "Turkish", "Türkçe" },
+  { "ka", "Georgian", "ქართული" },
+  { "uk", "Ukrainian", "Українська" },
+  { "de", "German", "Deutsch" },
+  { "fr", "French", "Français" },
+  { "es", "Spanish", "Español" },
+  { "ar", "Arabic", "العربية" },
+  { "fa", "Persian", "فارسی" },
+  { "zh", "Chinese", "中文" },
+};
+
+const DragomanLanguage *
+dragoman_language_lookup (const char *code)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (languages); i++)
+    if (g_strcmp0 (languages[i].code, code) == 0)
+      return &languages[i];
+  return NULL;
+}
+
+static const char *const server_keys[] = { "address", "port", "web-root", "pipelines", "media", NULL };
+static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
+static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
+                                         "opus-bitrate", "duck-db", NULL };
+/* stage-* and booth sources may add their own keys: they become ${vars} */
+
+typedef struct {
+  GKeyFile *kf;
+  const char *path;
+  GError **error;
+} Parser;
+
+static gboolean
+fail (Parser *p, const char *group, const char *key, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
+
+static gboolean
+fail (Parser *p, const char *group, const char *key, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (key)
+    g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "%s: [%s] %s: %s", p->path, group, key, msg);
+  else
+    g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "%s: [%s]: %s", p->path, group, msg);
+  return FALSE;
+}
+
+static gboolean
+check_keys (Parser *p, const char *group, const char *const *allowed)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (p->kf, group, NULL, NULL);
+  for (guint i = 0; keys && keys[i]; i++)
+    if (!g_strv_contains (allowed, keys[i]))
+      return fail (p, group, keys[i], "unknown key");
+  return TRUE;
+}
+
+static char *
+get_string (Parser *p, const char *group, const char *key, const char *def)
+{
+  if (!g_key_file_has_key (p->kf, group, key, NULL))
+    return g_strdup (def);
+  return g_strstrip (g_key_file_get_string (p->kf, group, key, NULL));
+}
+
+static gboolean
+get_int (Parser *p, const char *group, const char *key, int def, int min, int max, int *out)
+{
+  g_autofree char *s = get_string (p, group, key, NULL);
+  if (!s) {
+    *out = def;
+    return TRUE;
+  }
+  char *end = NULL;
+  errno = 0;
+  long v = strtol (s, &end, 10);
+  if (errno || end == s || *end != '\0')
+    return fail (p, group, key, "'%s' is not an integer", s);
+  if (v < min || v > max)
+    return fail (p, group, key, "%ld is out of range [%d, %d]", v, min, max);
+  *out = (int) v;
+  return TRUE;
+}
+
+static gboolean
+get_double (Parser *p, const char *group, const char *key, double def, double min, double max, double *out)
+{
+  g_autofree char *s = get_string (p, group, key, NULL);
+  if (!s) {
+    *out = def;
+    return TRUE;
+  }
+  char *end = NULL;
+  double v = g_ascii_strtod (s, &end);
+  if (end == s || *end != '\0')
+    return fail (p, group, key, "'%s' is not a number", s);
+  if (v < min || v > max)
+    return fail (p, group, key, "%g is out of range [%g, %g]", v, min, max);
+  *out = v;
+  return TRUE;
+}
+
+static GHashTable *
+group_vars (Parser *p, const char *group)
+{
+  GHashTable *vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_auto (GStrv) keys = g_key_file_get_keys (p->kf, group, NULL, NULL);
+  for (guint i = 0; keys && keys[i]; i++)
+    g_hash_table_insert (vars, g_strdup (keys[i]), get_string (p, group, keys[i], ""));
+  return vars;
+}
+
+gboolean
+dragoman_config_valid_id (const char *s)
+{
+  if (!s || !*s || strlen (s) > 32)
+    return FALSE;
+  for (; *s; s++)
+    if (!g_ascii_isalnum (*s) && *s != '-' && *s != '_')
+      return FALSE;
+  return TRUE;
+}
+
+static void
+room_free (gpointer data)
+{
+  DragomanRoomConfig *r = data;
+  g_free (r->id);
+  g_free (r->title);
+  g_free (r->floor_lang);
+  g_free (r->stage);
+  g_clear_pointer (&r->stage_vars, g_hash_table_unref);
+  g_strfreev (r->langs);
+  g_ptr_array_unref (r->booths);
+  g_free (r);
+}
+
+static void
+booth_free (gpointer data)
+{
+  DragomanBoothConfig *b = data;
+  g_free (b->room_id);
+  g_free (b->lang);
+  g_free (b->source);
+  g_clear_pointer (&b->vars, g_hash_table_unref);
+  g_free (b);
+}
+
+static gboolean
+parse_room (Parser *p, DragomanConfig *c, const char *group, const char *id)
+{
+  DragomanRoomConfig *r = g_new0 (DragomanRoomConfig, 1);
+  r->booths = g_ptr_array_new_with_free_func (booth_free);
+  g_ptr_array_add (c->rooms, r);
+  r->id = g_strdup (id);
+  if (!dragoman_config_valid_id (id))
+    return fail (p, group, NULL, "room id '%s' must be 1-32 letters, digits, '-' or '_'", id);
+  if (dragoman_config_find_room (c, id) != r)
+    return fail (p, group, NULL, "duplicate room '%s'", id);
+
+  g_autofree char *stage_group = g_strdup_printf ("stage %s", id);
+  if (!check_keys (p, group, room_keys))
+    return FALSE;
+  r->title = get_string (p, group, "title", id);
+  r->floor_lang = get_string (p, group, "floor-language", "en");
+  if (!dragoman_language_lookup (r->floor_lang) || g_str_equal (r->floor_lang, "orig"))
+    return fail (p, group, "floor-language", "unknown language '%s'", r->floor_lang);
+  r->stage = get_string (p, group, "stage", "test");
+  if (!dragoman_config_valid_id (r->stage))
+    return fail (p, group, "stage", "'%s' is not a pipeline name", r->stage);
+  r->stage_vars = g_key_file_has_group (p->kf, stage_group) ? group_vars (p, stage_group)
+                                                             : g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  if (!get_int (p, group, "opus-frame-ms", 20, 10, 20, &r->opus_frame_ms))
+    return FALSE;
+  if (r->opus_frame_ms != 10 && r->opus_frame_ms != 20)
+    return fail (p, group, "opus-frame-ms", "must be 10 or 20");
+  if (!get_int (p, group, "opus-bitrate", 32000, 6000, 256000, &r->opus_bitrate))
+    return FALSE;
+  if (!get_double (p, group, "duck-db", -15.0, -60.0, 0.0, &r->duck_db))
+    return FALSE;
+
+  g_autofree char *langs = get_string (p, group, "languages", "");
+  r->langs = g_strsplit_set (langs, " ,;", -1);
+  /* drop the empty strings that runs of separators leave */
+  guint n = 0;
+  for (guint i = 0; r->langs[i]; i++) {
+    if (*r->langs[i])
+      r->langs[n++] = r->langs[i];
+    else
+      g_free (r->langs[i]);
+  }
+  r->langs[n] = NULL;
+  for (guint i = 0; i < n; i++) {
+    if (!dragoman_language_lookup (r->langs[i]) || g_str_equal (r->langs[i], "orig"))
+      return fail (p, group, "languages", "unknown language '%s'", r->langs[i]);
+    for (guint j = 0; j < i; j++)
+      if (g_str_equal (r->langs[i], r->langs[j]))
+        return fail (p, group, "languages", "duplicate language '%s'", r->langs[i]);
+  }
+  return TRUE;
+}
+
+static gboolean
+parse_booth (Parser *p, DragomanConfig *c, const char *group, const char *spec)
+{
+  g_auto (GStrv) parts = g_strsplit (spec, "/", 2);
+  if (!parts[0] || !parts[1])
+    return fail (p, group, NULL, "booth groups are named [booth ROOM/LANG]");
+  DragomanRoomConfig *r = (DragomanRoomConfig *) dragoman_config_find_room (c, parts[0]);
+  if (!r)
+    return fail (p, group, NULL, "unknown room '%s'", parts[0]);
+  if (!g_strv_contains ((const char *const *) r->langs, parts[1]))
+    return fail (p, group, NULL, "language '%s' is not in [room %s] languages", parts[1], r->id);
+  for (guint i = 0; i < r->booths->len; i++)
+    if (g_str_equal (((DragomanBoothConfig *) r->booths->pdata[i])->lang, parts[1]))
+      return fail (p, group, NULL, "duplicate booth '%s'", spec);
+
+  DragomanBoothConfig *b = g_new0 (DragomanBoothConfig, 1);
+  g_ptr_array_add (r->booths, b);
+  b->room_id = g_strdup (parts[0]);
+  b->lang = g_strdup (parts[1]);
+  b->source = get_string (p, group, "source", "test");
+  if (!dragoman_config_valid_id (b->source))
+    return fail (p, group, "source", "'%s' is not a pipeline name", b->source);
+  b->vars = group_vars (p, group);
+  if (!get_double (p, group, "on-air-seconds", 0, 0, 86400, &b->on_air_seconds) ||
+      !get_double (p, group, "off-air-seconds", 0, 0, 86400, &b->off_air_seconds) ||
+      !get_double (p, group, "schedule-offset", 0, 0, 86400, &b->schedule_offset))
+    return FALSE;
+  return TRUE;
+}
+
+static gboolean
+apply_override (Parser *p, const char *spec)
+{
+  const char *eq = strchr (spec, '=');
+  g_autofree char *lhs = eq ? g_strndup (spec, eq - spec) : NULL;
+  char *dot = lhs ? strrchr (lhs, '.') : NULL;
+  if (!dot || dot == lhs || !dot[1]) {
+    g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "--set '%s': expected GROUP.KEY=VALUE", spec);
+    return FALSE;
+  }
+  *dot = '\0';
+  g_key_file_set_string (p->kf, lhs, dot + 1, eq + 1);
+  return TRUE;
+}
+
+static DragomanConfig *
+parse (Parser *p, const char *const *overrides)
+{
+  for (guint i = 0; overrides && overrides[i]; i++)
+    if (!apply_override (p, overrides[i]))
+      return NULL;
+
+  g_autoptr (DragomanConfig) c = g_new0 (DragomanConfig, 1);
+  c->path = g_strdup (p->path);
+  c->rooms = g_ptr_array_new_with_free_func (room_free);
+
+  const char *g = "server";
+  if (!check_keys (p, g, server_keys))
+    return NULL;
+  c->address = get_string (p, g, "address", "127.0.0.1");
+  c->web_root = get_string (p, g, "web-root", "web");
+  c->pipeline_dir = get_string (p, g, "pipelines", "pipelines");
+  c->media_dir = get_string (p, g, "media", "build/media");
+  if (!get_int (p, g, "port", 8080, 1, 65535, &c->port))
+    return NULL;
+
+  g = "listen";
+  if (!check_keys (p, g, listen_keys))
+    return NULL;
+  if (!get_int (p, g, "burst-ms", 60, 0, 200, &c->listen_burst_ms) ||
+      !get_int (p, g, "soft-limit-ms", 400, 60, 5000, &c->listen_soft_limit_ms) ||
+      !get_int (p, g, "hard-limit-ms", 4000, 200, 20000, &c->listen_hard_limit_ms) ||
+      !get_int (p, g, "max-listeners", 5000, 1, 100000, &c->max_listeners))
+    return NULL;
+  if (c->listen_hard_limit_ms <= c->listen_soft_limit_ms) {
+    fail (p, g, "hard-limit-ms", "must be greater than soft-limit-ms (%d)", c->listen_soft_limit_ms);
+    return NULL;
+  }
+
+  g_auto (GStrv) groups = g_key_file_get_groups (p->kf, NULL);
+  /* rooms first, so booth groups may come in any order */
+  for (guint i = 0; groups[i]; i++)
+    if (g_str_has_prefix (groups[i], "room ") && !parse_room (p, c, groups[i], groups[i] + 5))
+      return NULL;
+  for (guint i = 0; groups[i]; i++) {
+    const char *grp = groups[i];
+    if (g_str_equal (grp, "server") || g_str_equal (grp, "listen") || g_str_has_prefix (grp, "room "))
+      continue;
+    if (g_str_has_prefix (grp, "booth ")) {
+      if (!parse_booth (p, c, grp, grp + 6))
+        return NULL;
+    } else if (g_str_has_prefix (grp, "stage ")) {
+      if (!dragoman_config_find_room (c, grp + 6)) {
+        fail (p, grp, NULL, "no [room %s] for this stage", grp + 6);
+        return NULL;
+      }
+    } else {
+      fail (p, grp, NULL, "unknown group");
+      return NULL;
+    }
+  }
+  if (c->rooms->len == 0) {
+    g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "%s: no [room NAME] group: nothing to serve", p->path);
+    return NULL;
+  }
+  return g_steal_pointer (&c);
+}
+
+DragomanConfig *
+dragoman_config_load_data (const char *path, const char *data, const char *const *overrides, GError **error)
+{
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) err = NULL;
+  if (!g_key_file_load_from_data (kf, data, -1, G_KEY_FILE_NONE, &err)) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "%s: %s", path, err->message);
+    return NULL;
+  }
+  Parser p = { kf, path, error };
+  return parse (&p, overrides);
+}
+
+DragomanConfig *
+dragoman_config_load (const char *path, const char *const *overrides, GError **error)
+{
+  g_autofree char *data = NULL;
+  g_autoptr (GError) err = NULL;
+  if (!g_file_get_contents (path, &data, NULL, &err)) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "%s: cannot read config: %s", path, err->message);
+    return NULL;
+  }
+  return dragoman_config_load_data (path, data, overrides, error);
+}
+
+const DragomanRoomConfig *
+dragoman_config_find_room (const DragomanConfig *config, const char *id)
+{
+  for (guint i = 0; i < config->rooms->len; i++) {
+    const DragomanRoomConfig *r = config->rooms->pdata[i];
+    if (g_strcmp0 (r->id, id) == 0)
+      return r;
+  }
+  return NULL;
+}
+
+void
+dragoman_config_free (DragomanConfig *c)
+{
+  if (!c)
+    return;
+  g_free (c->path);
+  g_free (c->address);
+  g_free (c->web_root);
+  g_free (c->pipeline_dir);
+  g_free (c->media_dir);
+  g_clear_pointer (&c->rooms, g_ptr_array_unref);
+  g_free (c);
+}

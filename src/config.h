@@ -1,0 +1,64 @@
+/* config — the server's configuration, read once from a GLib key file.
+ *
+ * Owner: main.c loads it; everything else reads it and never writes it. A bad
+ * file is a G_KEY_FILE_ERROR naming file, group and key; main exits with 2. */
+#pragma once
+#include <glib.h>
+
+#define DRAGOMAN_CONFIG_ERROR (g_quark_from_static_string ("dragoman-config"))
+
+typedef struct {
+  const char *code;        /* BCP-47: "hy" */
+  const char *name;        /* English name: "Armenian" */
+  const char *native_name; /* in its own script: "Հայերեն" */
+} DragomanLanguage;
+
+typedef struct {
+  char *room_id;
+  char *lang;
+  char *source;          /* pipelines/booth-<source>.pipeline */
+  GHashTable *vars;      /* every key of the group, for ${key} in the pipeline */
+  double on_air_seconds; /* "test" booths: scheduled on/off air; 0 = always on */
+  double off_air_seconds;
+  double schedule_offset;
+} DragomanBoothConfig;
+
+typedef struct {
+  char *id;
+  char *title;
+  char *floor_lang;  /* language spoken on the floor (tags orig) */
+  char *stage;       /* pipelines/stage-<stage>.pipeline */
+  GHashTable *stage_vars;
+  char **langs;      /* interpretation channels, without "orig" */
+  int opus_frame_ms; /* 10 or 20 */
+  int opus_bitrate;  /* bit/s */
+  double duck_db;    /* floor level under a live interpreter */
+  GPtrArray *booths; /* DragomanBoothConfig* */
+} DragomanRoomConfig;
+
+typedef struct {
+  char *path;
+  char *address;
+  int port;
+  char *web_root;
+  char *pipeline_dir;
+  char *media_dir;
+  int listen_burst_ms;
+  int listen_soft_limit_ms;
+  int listen_hard_limit_ms;
+  int max_listeners;
+  GPtrArray *rooms; /* DragomanRoomConfig* */
+} DragomanConfig;
+
+const DragomanLanguage *dragoman_language_lookup (const char *code);
+/* 1-32 of [A-Za-z0-9_-]: room ids, language codes, pipeline names */
+gboolean dragoman_config_valid_id (const char *s);
+
+/* overrides: "GROUP.KEY=VALUE" strings applied after loading (tests, --set) */
+DragomanConfig *dragoman_config_load (const char *path, const char *const *overrides, GError **error);
+DragomanConfig *dragoman_config_load_data (const char *path, const char *data, const char *const *overrides,
+                                           GError **error);
+void dragoman_config_free (DragomanConfig *config);
+const DragomanRoomConfig *dragoman_config_find_room (const DragomanConfig *config, const char *id);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DragomanConfig, dragoman_config_free)

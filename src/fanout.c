@@ -1,0 +1,294 @@
+/* fanout — ring of shared packets, listeners as positions.
+ *
+ * Threads: push() runs on a GStreamer streaming thread and only touches the inbox
+ * (under `lock`); everything else is ONLY read or written from the service thread
+ * that owns the sockets.
+ *
+ * Write policy, measured on this machine (docs/performance.md): one small send()
+ * on loopback costs ~6 µs; libwebsockets' "ask for WRITEABLE, write once per
+ * callback" pattern costs 2.2x that, because every frame toggles POLLOUT on every
+ * socket. So a listener whose socket is not full is written to straight away from
+ * dispatch(), one send per frame; only a choked socket (kernel buffer full) waits
+ * for WRITEABLE, and then gets all its pending frames in one go.
+ *
+ * Slow listeners (Redis-style soft and hard limits, in time):
+ *  - backlog > soft limit (400 ms): skip to the live edge minus the burst; the first
+ *    frame sent carries the discontinuity flag (a private copy of that one frame,
+ *    since the shared bytes must not change); counted in resyncs/frames_skipped.
+ *  - backlog > hard limit (4 s) while the socket takes nothing: close 1008,
+ *    counted in slow_disconnects and logged.
+ * The ring holds hard limit + burst + margin packets, so a listener's position is
+ * always valid: nobody ever reads a slot that is being reused. */
+#include "fanout.h"
+
+#include <gst/gst.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (fanout_debug);
+#define GST_CAT_DEFAULT fanout_debug
+
+/* At 20 ms frames, 32 packets is 640 ms of service-thread stall before the inbox
+ * drops (counted); the main loop never stalls that long in a healthy server. */
+#define INBOX_SLOTS 32
+
+typedef struct {
+  gint64 ingress_us;
+  guint32 seq;
+  guint16 len; /* header + Opus */
+  guint8 *data; /* headroom bytes, then the message */
+} Slot;
+
+struct _DragomanListener {
+  const DragomanSinkFuncs *funcs;
+  gpointer sink;
+  guint64 next; /* absolute sequence number of the next packet to send */
+  gboolean choked;
+  gboolean discont; /* the next frame sent must carry the discontinuity flag */
+  gboolean closed;
+};
+
+struct _DragomanFanout {
+  char *name;
+  guint frame_ms, headroom, burst, soft, hard; /* limits in packets */
+
+  GMutex lock;
+  Slot inbox[INBOX_SLOTS]; /* protected by lock */
+  guint inbox_len;         /* protected by lock */
+  guint64 inbox_drops;     /* protected by lock */
+  void (*wakeup) (gpointer);
+  gpointer wakeup_data;
+
+  /* service thread only */
+  Slot *ring;
+  guint capacity;
+  guint64 head; /* sequence number of the next packet to publish */
+  GPtrArray *listeners;
+  guint8 *scratch; /* one private frame for a discontinuity */
+  DragomanFanoutStats stats;
+};
+
+static guint8 *
+slot_alloc (guint headroom)
+{
+  return g_malloc0 (headroom + DRAGOMAN_HEADER_BYTES + DRAGOMAN_OPUS_MAX_BYTES);
+}
+
+DragomanFanout *
+dragoman_fanout_new (const char *name, guint frame_ms, guint headroom, guint burst_ms, guint soft_limit_ms,
+                     guint hard_limit_ms)
+{
+  g_return_val_if_fail (frame_ms > 0 && soft_limit_ms < hard_limit_ms, NULL);
+  if (!fanout_debug)
+    GST_DEBUG_CATEGORY_INIT (fanout_debug, "dragoman-fanout", 0, "dragoman fan-out");
+
+  DragomanFanout *f = g_new0 (DragomanFanout, 1);
+  f->name = g_strdup (name);
+  f->frame_ms = frame_ms;
+  f->headroom = headroom;
+  f->burst = burst_ms / frame_ms;
+  f->soft = MAX (soft_limit_ms / frame_ms, f->burst + 1);
+  f->hard = MAX (hard_limit_ms / frame_ms, f->soft + 1);
+  f->capacity = f->hard + f->burst + INBOX_SLOTS + 4;
+  g_mutex_init (&f->lock);
+  for (guint i = 0; i < INBOX_SLOTS; i++)
+    f->inbox[i].data = slot_alloc (headroom);
+  f->ring = g_new0 (Slot, f->capacity);
+  for (guint i = 0; i < f->capacity; i++)
+    f->ring[i].data = slot_alloc (headroom);
+  f->scratch = slot_alloc (headroom);
+  f->listeners = g_ptr_array_new ();
+  return f;
+}
+
+void
+dragoman_fanout_free (DragomanFanout *f)
+{
+  if (!f)
+    return;
+  for (guint i = 0; i < INBOX_SLOTS; i++)
+    g_free (f->inbox[i].data);
+  for (guint i = 0; i < f->capacity; i++)
+    g_free (f->ring[i].data);
+  g_free (f->ring);
+  g_free (f->scratch);
+  for (guint i = 0; i < f->listeners->len; i++)
+    g_free (f->listeners->pdata[i]);
+  g_ptr_array_unref (f->listeners);
+  g_mutex_clear (&f->lock);
+  g_free (f->name);
+  g_free (f);
+}
+
+void
+dragoman_fanout_set_wakeup (DragomanFanout *f, void (*wakeup) (gpointer), gpointer data)
+{
+  f->wakeup = wakeup;
+  f->wakeup_data = data;
+}
+
+gboolean
+dragoman_fanout_push (DragomanFanout *f, const guint8 *opus, gsize len, gint64 ingress_us)
+{
+  if (len > DRAGOMAN_OPUS_MAX_BYTES)
+    return FALSE;
+  g_mutex_lock (&f->lock);
+  if (f->inbox_len == INBOX_SLOTS) {
+    /* the service thread is stalled: keep the newest audio, drop the oldest */
+    guint8 *recycled = f->inbox[0].data;
+    memmove (&f->inbox[0], &f->inbox[1], sizeof (Slot) * (INBOX_SLOTS - 1));
+    f->inbox[INBOX_SLOTS - 1].data = recycled;
+    f->inbox_len--;
+    f->inbox_drops++;
+  }
+  Slot *s = &f->inbox[f->inbox_len++];
+  s->ingress_us = ingress_us;
+  s->len = (guint16) (DRAGOMAN_HEADER_BYTES + len);
+  memcpy (s->data + f->headroom + DRAGOMAN_HEADER_BYTES, opus, len);
+  g_mutex_unlock (&f->lock);
+  if (f->wakeup)
+    f->wakeup (f->wakeup_data);
+  return TRUE;
+}
+
+static void
+write_header (guint8 *h, guint8 flags, guint32 seq, gint64 ingress_us)
+{
+  h[0] = DRAGOMAN_KIND_OPUS;
+  h[1] = flags;
+  h[2] = h[3] = 0;
+  guint32 s = GUINT32_TO_BE (seq);
+  guint64 t = GUINT64_TO_BE ((guint64) ingress_us);
+  memcpy (h + 4, &s, 4);
+  memcpy (h + 8, &t, 8);
+}
+
+static void
+close_listener (DragomanFanout *f, DragomanListener *l, guint16 code, const char *why)
+{
+  if (l->closed)
+    return;
+  l->closed = TRUE;
+  l->funcs->close (l->sink, code, why);
+}
+
+/* Write what the listener has pending, until it is up to date or its socket fills. */
+static void
+feed (DragomanFanout *f, DragomanListener *l)
+{
+  if (l->closed || l->choked)
+    return;
+  guint64 lag = f->head - l->next;
+  if (lag > f->soft) {
+    guint64 skip = lag - f->burst;
+    f->stats.resyncs++;
+    f->stats.frames_skipped += skip;
+    l->next += skip;
+    l->discont = TRUE;
+    GST_INFO ("%s: listener %p fell %" G_GUINT64_FORMAT " ms behind: skipped to the live edge", f->name, l->sink,
+              lag * f->frame_ms);
+  }
+  while (l->next < f->head) {
+    Slot *s = &f->ring[l->next % f->capacity];
+    guint8 *data = s->data + f->headroom;
+    if (G_UNLIKELY (l->discont)) {
+      /* the shared bytes must not change: send a private copy with the flag set */
+      memcpy (f->scratch, s->data, f->headroom + s->len);
+      data = f->scratch + f->headroom;
+      data[1] |= DRAGOMAN_FLAG_DISCONT;
+      l->discont = FALSE;
+    }
+    DragomanWriteResult r = l->funcs->write (l->sink, data, s->len);
+    if (r == DRAGOMAN_WRITE_FAILED) {
+      close_listener (f, l, 1011, "write failed");
+      return;
+    }
+    l->next++;
+    f->stats.frames_sent++;
+    f->stats.bytes_sent += s->len;
+    if (r == DRAGOMAN_WRITE_CHOKED) {
+      l->choked = TRUE;
+      l->funcs->request_writable (l->sink);
+      return;
+    }
+  }
+}
+
+guint
+dragoman_fanout_dispatch (DragomanFanout *f)
+{
+  g_mutex_lock (&f->lock);
+  guint n = f->inbox_len;
+  for (guint i = 0; i < n; i++) {
+    Slot *in = &f->inbox[i];
+    Slot *out = &f->ring[f->head % f->capacity];
+    out->seq = (guint32) f->head;
+    out->ingress_us = in->ingress_us;
+    out->len = in->len;
+    memcpy (out->data + f->headroom + DRAGOMAN_HEADER_BYTES, in->data + f->headroom + DRAGOMAN_HEADER_BYTES,
+            in->len - DRAGOMAN_HEADER_BYTES);
+    write_header (out->data + f->headroom, 0, out->seq, out->ingress_us);
+    f->head++;
+  }
+  f->inbox_len = 0;
+  f->stats.inbox_drops = f->inbox_drops;
+  g_mutex_unlock (&f->lock);
+  if (n == 0)
+    return 0;
+  f->stats.packets_in += n;
+
+  /* O(listeners): one send per listener per packet, the physical floor */
+  for (guint i = 0; i < f->listeners->len; i++) {
+    DragomanListener *l = f->listeners->pdata[i];
+    if (l->choked && f->head - l->next > f->hard) {
+      f->stats.slow_disconnects++;
+      GST_WARNING ("%s: listener %p took nothing for %" G_GUINT64_FORMAT " ms: disconnecting", f->name, l->sink,
+                   (f->head - l->next) * f->frame_ms);
+      close_listener (f, l, 1008, "too slow");
+      continue;
+    }
+    feed (f, l);
+  }
+  return n;
+}
+
+DragomanListener *
+dragoman_fanout_add (DragomanFanout *f, const DragomanSinkFuncs *funcs, gpointer sink)
+{
+  DragomanListener *l = g_new0 (DragomanListener, 1);
+  l->funcs = funcs;
+  l->sink = sink;
+  /* start one burst behind the live edge so the page's jitter buffer fills at once */
+  l->next = f->head > f->burst ? f->head - f->burst : 0;
+  g_ptr_array_add (f->listeners, l);
+  f->stats.listeners = f->listeners->len;
+  feed (f, l);
+  return l;
+}
+
+void
+dragoman_fanout_remove (DragomanFanout *f, DragomanListener *l)
+{
+  /* O(listeners) but only on disconnect; order does not matter */
+  if (g_ptr_array_remove_fast (f->listeners, l))
+    g_free (l);
+  f->stats.listeners = f->listeners->len;
+}
+
+void
+dragoman_fanout_writable (DragomanFanout *f, DragomanListener *l)
+{
+  l->choked = FALSE;
+  feed (f, l);
+}
+
+void
+dragoman_fanout_get_stats (DragomanFanout *f, DragomanFanoutStats *stats)
+{
+  *stats = f->stats;
+}
+
+guint64
+dragoman_fanout_head (DragomanFanout *f)
+{
+  return f->head;
+}

@@ -1,0 +1,237 @@
+/* http — libwebsockets on the GLib main loop.
+ *
+ * One lws context, one vhost, the event loop shared with GStreamer's bus watches
+ * and our timers: a single thread owns every socket. GStreamer threads hand
+ * packets to the fanouts and call lws_cancel_service(); the wake-up arrives here as
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED and we dispatch every fanout.
+ *
+ * Routing: static files from web-root at "/", the dynamic endpoints as callback
+ * mounts, and every WebSocket on one protocol that dispatches on the path, so
+ * browsers need no Sec-WebSocket-Protocol. */
+#include "http.h"
+
+#include "metrics.h"
+#include "ws_listen.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (http_debug);
+#define GST_CAT_DEFAULT http_debug
+
+typedef enum { WS_NONE, WS_LISTEN } WsKind;
+
+typedef struct {
+  WsKind kind;
+  union {
+    DragomanListenSession listen;
+  };
+} WsSession;
+
+typedef struct {
+  guint8 *buf; /* LWS_PRE headroom + body */
+  size_t len;
+} HttpSession;
+
+static DragomanServer *
+server_of (struct lws *wsi)
+{
+  return lws_context_user (lws_get_context (wsi));
+}
+
+guint
+dragoman_http_headroom (void)
+{
+  return LWS_PRE;
+}
+
+static void
+dispatch_all (DragomanServer *server)
+{
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    for (guint c = 0; c < dragoman_room_n_channels (room); c++)
+      dragoman_fanout_dispatch (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)));
+  }
+}
+
+static int
+callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+  WsSession *s = user;
+  DragomanServer *server;
+
+  switch (reason) {
+  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    dispatch_all (server_of (wsi));
+    return 0;
+
+  case LWS_CALLBACK_ESTABLISHED: {
+    char uri[128] = "";
+    server = server_of (wsi);
+    lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (g_str_equal (uri, "/ws/listen")) {
+      s->kind = WS_LISTEN;
+      return dragoman_ws_listen_open (&s->listen, wsi, server);
+    }
+    GST_INFO ("WebSocket to unknown path '%s': closing 4404", uri);
+    lws_close_reason (wsi, 4404, (unsigned char *) "no such endpoint", 16);
+    return -1;
+  }
+
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    if (s->kind == WS_LISTEN)
+      return dragoman_ws_listen_writable (&s->listen);
+    return 0;
+
+  case LWS_CALLBACK_RECEIVE:
+    if (s->kind == WS_LISTEN)
+      return dragoman_ws_listen_receive (&s->listen, in, len, lws_frame_is_binary (wsi));
+    return 0;
+
+  case LWS_CALLBACK_CLOSED:
+    if (s->kind == WS_LISTEN)
+      dragoman_ws_listen_close (&s->listen);
+    s->kind = WS_NONE;
+    return 0;
+
+  default:
+    break;
+  }
+  return 0;
+}
+
+static int
+respond (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, char *body)
+{
+  guint8 hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+  hs->len = strlen (body);
+  hs->buf = g_malloc (LWS_PRE + hs->len);
+  memcpy (hs->buf + LWS_PRE, body, hs->len);
+  g_free (body);
+  if (lws_add_http_common_headers (wsi, status, type, hs->len, &p, end) ||
+      lws_add_http_header_by_name (wsi, (const unsigned char *) "cache-control:", (const unsigned char *) "no-store", 8,
+                                   &p, end) ||
+      lws_add_http_header_by_name (wsi, (const unsigned char *) "x-content-type-options:",
+                                   (const unsigned char *) "nosniff", 7, &p, end) ||
+      lws_finalize_write_http_header (wsi, start, &p, end))
+    return 1;
+  lws_callback_on_writable (wsi);
+  return 0;
+}
+
+static int
+callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+  HttpSession *hs = user;
+  switch (reason) {
+  case LWS_CALLBACK_HTTP: {
+    DragomanServer *server = server_of (wsi);
+    char uri[128] = "";
+    lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (g_str_equal (uri, "/healthz")) {
+      gboolean ok = dragoman_metrics_healthy (server);
+      return respond (wsi, hs, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
+                      g_strdup (ok ? "ok\n" : "starting or failed\n"));
+    }
+    if (g_str_equal (uri, "/metrics"))
+      return respond (wsi, hs, HTTP_STATUS_OK, "text/plain; version=0.0.4", dragoman_metrics_prometheus (server));
+    if (g_str_equal (uri, "/api/v1/rooms"))
+      return respond (wsi, hs, HTTP_STATUS_OK, "application/json", dragoman_metrics_rooms_json (server));
+    return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("not found\n"));
+  }
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    if (!hs->buf)
+      break;
+    if (lws_write (wsi, hs->buf + LWS_PRE, hs->len, LWS_WRITE_HTTP_FINAL) < (int) hs->len)
+      return 1;
+    g_clear_pointer (&hs->buf, g_free);
+    return lws_http_transaction_completed (wsi) ? -1 : 0;
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+  case LWS_CALLBACK_CLOSED_HTTP:
+    if (hs)
+      g_clear_pointer (&hs->buf, g_free);
+    break;
+  default:
+    break;
+  }
+  return lws_callback_http_dummy (wsi, reason, user, in, len);
+}
+
+/* Listeners send nothing but a close: a small rx buffer keeps each connection
+ * light (DESIGN.md: 2.8 KiB per listener with 256 bytes vs 5.6 KiB with 4096). */
+static const struct lws_protocols protocols[] = {
+  { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 0 },
+  { "dragoman-http", callback_http, sizeof (HttpSession), 0, 0, NULL, 0 },
+  { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static const struct lws_protocol_vhost_options mime_mjs = { NULL, NULL, ".mjs", "text/javascript" };
+static const struct lws_protocol_vhost_options mime_json = { &mime_mjs, NULL, ".json", "application/json" };
+static const struct lws_protocol_vhost_options mime_wasm = { &mime_json, NULL, ".wasm", "application/wasm" };
+
+#define CALLBACK_MOUNT(next, point)                                                                                    \
+  { .mount_next = next, .mountpoint = point, .origin = "dragoman-http", .origin_protocol = LWSMPRO_CALLBACK,          \
+    .mountpoint_len = sizeof (point) - 1 }
+
+static struct lws_http_mount mount_web = { .mountpoint = "/", .def = "index.html", .origin_protocol = LWSMPRO_FILE,
+                                           .mountpoint_len = 1, .extra_mimetypes = &mime_wasm };
+static const struct lws_http_mount mount_ws = { .mount_next = &mount_web, .mountpoint = "/ws", .origin = "dragoman-ws",
+                                                .origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 3 };
+static const struct lws_http_mount mount_metrics = CALLBACK_MOUNT (&mount_ws, "/metrics");
+static const struct lws_http_mount mount_health = CALLBACK_MOUNT (&mount_metrics, "/healthz");
+static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_health, "/api");
+
+static void
+wake (gpointer data)
+{
+  lws_cancel_service (data);
+}
+
+gboolean
+dragoman_http_start (DragomanServer *server, GError **error)
+{
+  if (!http_debug)
+    GST_DEBUG_CATEGORY_INIT (http_debug, "dragoman-http", 0, "dragoman HTTP and WebSocket");
+  lws_set_log_level (LLL_ERR | LLL_WARN, NULL);
+
+  mount_web.origin = server->config->web_root;
+  void *loops[] = { server->loop, NULL };
+  struct lws_context_creation_info info = { 0 };
+  info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                 LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+  info.foreign_loops = loops;
+  info.port = server->config->port;
+  info.iface = server->config->address;
+  info.protocols = protocols;
+  info.mounts = &mount_api;
+  info.user = server;
+  info.vhost_name = "dragoman";
+  info.server_string = "dragoman";
+  info.fd_limit_per_thread = 1 + (unsigned) server->config->max_listeners + 256;
+  info.timeout_secs = 10;
+  server->lws = lws_create_context (&info);
+  if (!server->lws) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot listen on %s:%d (in use? see the lines above)",
+                 server->config->address, server->config->port);
+    return FALSE;
+  }
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    for (guint c = 0; c < dragoman_room_n_channels (room); c++)
+      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake,
+                                  server->lws);
+  }
+  return TRUE;
+}
+
+void
+dragoman_http_stop (DragomanServer *server)
+{
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    for (guint c = 0; c < dragoman_room_n_channels (room); c++)
+      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
+  }
+  g_clear_pointer (&server->lws, lws_context_destroy);
+}

@@ -1,0 +1,121 @@
+/* main — command line, start-up order and graceful shutdown.
+ *
+ * Start-up: config (exit 2 if bad) → rooms built → sockets listening (fanout
+ * wake-ups wired) → pipelines playing. Shutdown on SIGINT/SIGTERM in reverse. */
+#include "http.h"
+#include "server.h"
+
+#include <glib-unix.h>
+#include <gst/gst.h>
+#include <stdlib.h>
+
+#define DRAGOMAN_VERSION "0.1.0"
+
+DragomanRoom *
+dragoman_server_find_room (DragomanServer *server, const char *id)
+{
+  for (guint i = 0; i < server->rooms->len; i++)
+    if (g_strcmp0 (dragoman_room_get_config (server->rooms->pdata[i])->id, id) == 0)
+      return server->rooms->pdata[i];
+  return NULL;
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  DragomanServer *server = data;
+  g_print ("dragoman: shutting down\n");
+  g_main_loop_quit (server->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+print_urls (DragomanServer *server)
+{
+  const DragomanConfig *c = server->config;
+  const char *host = g_str_equal (c->address, "0.0.0.0") ? "127.0.0.1" : c->address;
+  g_print ("dragoman %s: serving %u room(s) from %s\n", DRAGOMAN_VERSION, server->rooms->len, c->path);
+  for (guint i = 0; i < server->rooms->len; i++) {
+    const DragomanRoomConfig *rc = dragoman_room_get_config (server->rooms->pdata[i]);
+    g_print ("  room %-8s listen: http://%s:%d/?room=%s   (channels: orig", rc->id, host, c->port, rc->id);
+    for (guint j = 0; rc->langs[j]; j++)
+      g_print (" %s", rc->langs[j]);
+    g_print (")\n");
+  }
+  g_print ("  metrics: http://%s:%d/metrics   rooms: http://%s:%d/api/v1/rooms\n", host, c->port, host, c->port);
+  g_print ("Press Ctrl-C to stop.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL;
+  g_auto (GStrv) overrides = NULL;
+  gboolean version = FALSE;
+  GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file (default configs/demo.ini)", "FILE" },
+    { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &overrides, "Override a config key", "GROUP.KEY=VALUE" },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- simultaneous-interpretation relay server");
+  g_autoptr (GError) err = NULL;
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
+    g_printerr ("dragoman: %s (try --help)\n", err->message);
+    return 2;
+  }
+  if (version) {
+    g_print ("dragoman %s\n", DRAGOMAN_VERSION);
+    return 0;
+  }
+  gst_init (NULL, NULL);
+
+  DragomanServer server = { 0 };
+  server.config = dragoman_config_load (config_path ? config_path : "configs/demo.ini",
+                                        (const char *const *) overrides, &err);
+  if (!server.config) {
+    g_printerr ("dragoman: bad configuration: %s\n", err->message);
+    return 2;
+  }
+  server.loop = g_main_loop_new (NULL, FALSE);
+  server.started_us = g_get_monotonic_time ();
+  server.rooms = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_room_free);
+  int status = EXIT_SUCCESS;
+
+  for (guint i = 0; i < server.config->rooms->len; i++) {
+    DragomanRoom *room = dragoman_room_new (server.config, server.config->rooms->pdata[i], dragoman_http_headroom (), &err);
+    if (!room) {
+      g_printerr ("dragoman: bad configuration: %s\n", err->message);
+      status = 2;
+      goto out;
+    }
+    g_ptr_array_add (server.rooms, room);
+  }
+  if (!dragoman_http_start (&server, &err)) {
+    g_printerr ("dragoman: %s\n", err->message);
+    status = EXIT_FAILURE;
+    goto out;
+  }
+  for (guint i = 0; i < server.rooms->len; i++) {
+    if (!dragoman_room_start (server.rooms->pdata[i], &err)) {
+      g_printerr ("dragoman: %s\n", err->message);
+      status = EXIT_FAILURE;
+      goto out;
+    }
+  }
+  print_urls (&server);
+  g_unix_signal_add (SIGINT, on_signal, &server);
+  g_unix_signal_add (SIGTERM, on_signal, &server);
+  g_main_loop_run (server.loop);
+
+out:
+  /* pipelines first, so no streaming thread wakes a destroyed socket context */
+  g_ptr_array_set_size (server.rooms, 0);
+  dragoman_http_stop (&server);
+  g_ptr_array_unref (server.rooms);
+  g_main_loop_unref (server.loop);
+  dragoman_config_free (server.config);
+  return status;
+}

@@ -1,0 +1,147 @@
+#include "metrics.h"
+
+#include <json-glib/json-glib.h>
+
+gboolean
+dragoman_metrics_healthy (DragomanServer *server)
+{
+  for (guint i = 0; i < server->rooms->len; i++)
+    if (!dragoman_room_is_playing (server->rooms->pdata[i]))
+      return FALSE;
+  return server->rooms->len > 0;
+}
+
+typedef struct {
+  const char *name, *help;
+  gsize offset; /* in DragomanFanoutStats */
+  gboolean gauge;
+} FanoutMetric;
+
+static const FanoutMetric fanout_metrics[] = {
+  { "dragoman_listeners", "Connected listeners", G_STRUCT_OFFSET (DragomanFanoutStats, listeners), TRUE },
+  { "dragoman_packets_total", "Opus packets published", G_STRUCT_OFFSET (DragomanFanoutStats, packets_in), FALSE },
+  { "dragoman_frames_sent_total", "Messages handed to listener sockets",
+    G_STRUCT_OFFSET (DragomanFanoutStats, frames_sent), FALSE },
+  { "dragoman_bytes_sent_total", "Bytes handed to listener sockets", G_STRUCT_OFFSET (DragomanFanoutStats, bytes_sent),
+    FALSE },
+  { "dragoman_listener_resyncs_total", "Listeners skipped to the live edge (soft limit)",
+    G_STRUCT_OFFSET (DragomanFanoutStats, resyncs), FALSE },
+  { "dragoman_frames_dropped_total", "Frames skipped by resyncs", G_STRUCT_OFFSET (DragomanFanoutStats, frames_skipped),
+    FALSE },
+  { "dragoman_listener_disconnects_total", "Listeners disconnected at the hard limit (too slow)",
+    G_STRUCT_OFFSET (DragomanFanoutStats, slow_disconnects), FALSE },
+  { "dragoman_inbox_drops_total", "Packets lost because the socket thread stalled",
+    G_STRUCT_OFFSET (DragomanFanoutStats, inbox_drops), FALSE },
+};
+
+char *
+dragoman_metrics_prometheus (DragomanServer *server)
+{
+  GString *s = g_string_new (NULL);
+  for (guint m = 0; m < G_N_ELEMENTS (fanout_metrics); m++) {
+    const FanoutMetric *fm = &fanout_metrics[m];
+    g_string_append_printf (s, "# HELP %s %s\n# TYPE %s %s\n", fm->name, fm->help, fm->name,
+                            fm->gauge ? "gauge" : "counter");
+    for (guint r = 0; r < server->rooms->len; r++) {
+      DragomanRoom *room = server->rooms->pdata[r];
+      const char *id = dragoman_room_get_config (room)->id;
+      for (guint c = 0; c < dragoman_room_n_channels (room); c++) {
+        DragomanChannel *ch = dragoman_room_get_channel (room, c);
+        DragomanFanoutStats st;
+        dragoman_fanout_get_stats (dragoman_channel_get_fanout (ch), &st);
+        guint64 v = fm->gauge ? *(guint *) ((guint8 *) &st + fm->offset) : *(guint64 *) ((guint8 *) &st + fm->offset);
+        g_string_append_printf (s, "%s{room=\"%s\",lang=\"%s\",transport=\"ws\"} %" G_GUINT64_FORMAT "\n", fm->name, id,
+                                dragoman_channel_get_lang (ch), v);
+      }
+    }
+  }
+  g_string_append (s, "# HELP dragoman_channel_interpretation 1 while a live interpreter is on the channel\n"
+                      "# TYPE dragoman_channel_interpretation gauge\n");
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    for (guint c = 1; c < dragoman_room_n_channels (room); c++) {
+      DragomanChannel *ch = dragoman_room_get_channel (room, c);
+      g_string_append_printf (s, "dragoman_channel_interpretation{room=\"%s\",lang=\"%s\"} %d\n",
+                              dragoman_room_get_config (room)->id, dragoman_channel_get_lang (ch),
+                              dragoman_channel_get_mode (ch) == DRAGOMAN_CHANNEL_INTERPRETATION);
+    }
+  }
+  g_string_append_printf (s,
+                          "# HELP dragoman_listeners_refused_total WebSocket listeners refused, by reason\n"
+                          "# TYPE dragoman_listeners_refused_total counter\n"
+                          "dragoman_listeners_refused_total{reason=\"unknown\"} %" G_GUINT64_FORMAT "\n"
+                          "dragoman_listeners_refused_total{reason=\"full\"} %" G_GUINT64_FORMAT "\n"
+                          "# HELP dragoman_protocol_errors_total Listeners closed for breaking the protocol\n"
+                          "# TYPE dragoman_protocol_errors_total counter\n"
+                          "dragoman_protocol_errors_total %" G_GUINT64_FORMAT "\n"
+                          "# HELP dragoman_uptime_seconds Seconds since the server started\n"
+                          "# TYPE dragoman_uptime_seconds gauge\n"
+                          "dragoman_uptime_seconds %.1f\n",
+                          server->counters.refused_unknown, server->counters.refused_full,
+                          server->counters.protocol_errors,
+                          (g_get_monotonic_time () - server->started_us) / 1e6);
+  return g_string_free (s, FALSE);
+}
+
+char *
+dragoman_metrics_rooms_json (DragomanServer *server)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "rooms");
+  json_builder_begin_array (b);
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    const DragomanRoomConfig *rc = dragoman_room_get_config (room);
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "id");
+    json_builder_add_string_value (b, rc->id);
+    json_builder_set_member_name (b, "title");
+    json_builder_add_string_value (b, rc->title);
+    json_builder_set_member_name (b, "floor_lang");
+    json_builder_add_string_value (b, rc->floor_lang);
+    json_builder_set_member_name (b, "codec");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "name");
+    json_builder_add_string_value (b, "opus");
+    json_builder_set_member_name (b, "rate");
+    json_builder_add_int_value (b, 48000);
+    json_builder_set_member_name (b, "channels");
+    json_builder_add_int_value (b, 1);
+    json_builder_set_member_name (b, "frame_ms");
+    json_builder_add_int_value (b, rc->opus_frame_ms);
+    json_builder_end_object (b);
+    json_builder_set_member_name (b, "channels");
+    json_builder_begin_array (b);
+    for (guint c = 0; c < dragoman_room_n_channels (room); c++) {
+      DragomanChannel *ch = dragoman_room_get_channel (room, c);
+      const char *lang = dragoman_channel_get_lang (ch);
+      const DragomanLanguage *l = dragoman_language_lookup (lang);
+      const DragomanLanguage *floor = dragoman_language_lookup (rc->floor_lang);
+      DragomanFanoutStats st;
+      dragoman_fanout_get_stats (dragoman_channel_get_fanout (ch), &st);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "lang");
+      json_builder_add_string_value (b, lang);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, l->name);
+      json_builder_set_member_name (b, "native_name");
+      /* orig is what the floor speaks: name it in the floor's language */
+      g_autofree char *orig_name = g_strdup_printf ("Original (%s)", floor->native_name);
+      json_builder_add_string_value (b, c == 0 ? orig_name : l->native_name);
+      json_builder_set_member_name (b, "state");
+      json_builder_add_string_value (b, dragoman_channel_mode_name (dragoman_channel_get_mode (ch)));
+      json_builder_set_member_name (b, "listeners");
+      json_builder_add_int_value (b, st.listeners);
+      json_builder_end_object (b);
+    }
+    json_builder_end_array (b);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  return json_to_string (root, FALSE);
+}

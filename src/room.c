@@ -1,0 +1,263 @@
+/* room — the pipeline of one room:
+ *
+ *   stage bin ─audio─ convert/resample S16 48k mono ─ tee "floor" ─┬─ queue ─ channel orig ─ opus → fanout
+ *            └video─ (HLS, recordings: not yet) fakesink          ├─ queue ─ channel en ─┐
+ *   booth bin en ─ convert/resample ───────────────────────────────┼───────────────────────┘ (voice)
+ *   ...                                                            └─ ... one per language
+ *
+ * Each channel runs behind its own queue, so its mixer and encoder get their own
+ * streaming thread: six encoders use both cores, and a slow one delays no other. */
+#include "room.h"
+
+#include "source.h"
+
+GST_DEBUG_CATEGORY_STATIC (room_debug);
+#define GST_CAT_DEFAULT room_debug
+
+#define PCM_CAPS "audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
+
+struct _DragomanRoom {
+  const DragomanRoomConfig *config;
+  GstElement *pipeline;
+  GstElement *floor_tee;
+  GPtrArray *channels; /* DragomanChannel* */
+  GPtrArray *fanouts;  /* DragomanFanout*, same order */
+  GPtrArray *booths;   /* DragomanBooth* */
+  guint bus_watch;
+  gboolean playing;
+};
+
+static GstElement *
+add (GstElement *pipeline, const char *factory, const char *name)
+{
+  GstElement *e = gst_element_factory_make (factory, name);
+  if (!e)
+    g_error ("missing GStreamer element '%s': run `make deps`", factory);
+  gst_bin_add (GST_BIN (pipeline), e);
+  return e;
+}
+
+/* audio pad → S16LE 48 kHz mono; returns the element whose src pad carries it */
+static GstElement *
+normalise (GstElement *pipeline, GstPad *src, const char *prefix)
+{
+  g_autofree char *n1 = g_strdup_printf ("%s-convert", prefix);
+  g_autofree char *n2 = g_strdup_printf ("%s-resample", prefix);
+  g_autofree char *n3 = g_strdup_printf ("%s-caps", prefix);
+  GstElement *conv = add (pipeline, "audioconvert", n1);
+  GstElement *res = add (pipeline, "audioresample", n2);
+  GstElement *caps = add (pipeline, "capsfilter", n3);
+  g_autoptr (GstCaps) c = gst_caps_from_string (PCM_CAPS);
+  g_object_set (caps, "caps", c, NULL);
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (conv, "sink");
+  gst_pad_link (src, sink);
+  gst_element_link_many (conv, res, caps, NULL);
+  return caps;
+}
+
+static GHashTable *
+vars_for (const DragomanConfig *config, const DragomanRoomConfig *rc, GHashTable *group, const char *lang)
+{
+  GHashTable *vars = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  GHashTableIter it;
+  gpointer k, v;
+  g_hash_table_iter_init (&it, group);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    g_hash_table_insert (vars, g_strdup (k), g_strdup (v));
+  g_hash_table_insert (vars, g_strdup ("media"), g_strdup (config->media_dir));
+  g_hash_table_insert (vars, g_strdup ("room"), g_strdup (rc->id));
+  if (lang)
+    g_hash_table_insert (vars, g_strdup ("lang"), g_strdup (lang));
+  return vars;
+}
+
+static void
+link_floor (DragomanRoom *room, GstElement *channel_bin, const char *lang)
+{
+  g_autofree char *qname = g_strdup_printf ("floor-queue-%s", lang);
+  GstElement *q = add (room->pipeline, "queue", qname);
+  /* bounded: 200 ms of floor; it never fills unless an encoder stalls */
+  g_object_set (q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time", (guint64) 200 * GST_MSECOND, NULL);
+  gst_element_link (room->floor_tee, q);
+  gst_element_link_pads (q, "src", channel_bin, "floor");
+}
+
+static gboolean
+on_bus (GstBus *bus, GstMessage *msg, gpointer data)
+{
+  DragomanRoom *room = data;
+  g_autoptr (GError) err = NULL;
+  g_autofree char *dbg = NULL;
+  switch (GST_MESSAGE_TYPE (msg)) {
+  case GST_MESSAGE_ERROR:
+    gst_message_parse_error (msg, &err, &dbg);
+    GST_ERROR ("room %s: %s: %s (%s)", room->config->id, GST_OBJECT_NAME (msg->src), err->message, dbg);
+    g_printerr ("room %s: error from %s: %s\n", room->config->id, GST_OBJECT_NAME (msg->src), err->message);
+    room->playing = FALSE;
+    break;
+  case GST_MESSAGE_WARNING:
+    gst_message_parse_warning (msg, &err, &dbg);
+    GST_WARNING ("room %s: %s: %s (%s)", room->config->id, GST_OBJECT_NAME (msg->src), err->message, dbg);
+    break;
+  case GST_MESSAGE_STATE_CHANGED:
+    if (msg->src == GST_OBJECT (room->pipeline)) {
+      GstState old, state;
+      gst_message_parse_state_changed (msg, &old, &state, NULL);
+      room->playing = state == GST_STATE_PLAYING;
+      GST_INFO ("room %s: %s", room->config->id, gst_element_state_get_name (state));
+    }
+    break;
+  case GST_MESSAGE_LATENCY:
+    gst_bin_recalculate_latency (GST_BIN (room->pipeline));
+    break;
+  default:
+    break;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+DragomanRoom *
+dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, guint headroom, GError **error)
+{
+  if (!room_debug)
+    GST_DEBUG_CATEGORY_INIT (room_debug, "dragoman-room", 0, "dragoman rooms");
+
+  DragomanRoom *room = g_new0 (DragomanRoom, 1);
+  room->config = rc;
+  room->channels = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_channel_free);
+  room->fanouts = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_fanout_free);
+  room->booths = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_booth_free);
+  g_autofree char *pname = g_strdup_printf ("room-%s", rc->id);
+  room->pipeline = gst_object_ref_sink (gst_pipeline_new (pname));
+
+  /* stage */
+  g_autofree char *stage_name = g_strdup_printf ("stage-%s", rc->stage);
+  g_autoptr (GHashTable) svars = vars_for (config, rc, rc->stage_vars, NULL);
+  GstElement *stage = dragoman_source_new (config->pipeline_dir, stage_name, "stage", svars, error);
+  if (!stage) {
+    dragoman_room_free (room);
+    return NULL;
+  }
+  gst_bin_add (GST_BIN (room->pipeline), stage);
+  g_autoptr (GstPad) stage_audio = gst_element_get_static_pad (stage, "audio");
+  GstElement *floor = normalise (room->pipeline, stage_audio, "floor");
+  room->floor_tee = add (room->pipeline, "tee", "floor");
+  g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
+  gst_element_link (floor, room->floor_tee);
+  g_autoptr (GstPad) stage_video = gst_element_get_static_pad (stage, "video");
+  if (stage_video) {
+    GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
+    g_object_set (vsink, "sync", FALSE, "async", FALSE, NULL);
+    g_autoptr (GstPad) vpad = gst_element_get_static_pad (vsink, "sink");
+    gst_pad_link (stage_video, vpad);
+  }
+
+  /* channels: orig, then one per language with its booth */
+  for (int i = -1; i < (int) g_strv_length (rc->langs); i++) {
+    const char *lang = i < 0 ? "orig" : rc->langs[i];
+    const DragomanBoothConfig *bc = NULL;
+    for (guint j = 0; i >= 0 && j < rc->booths->len; j++)
+      if (g_str_equal (((DragomanBoothConfig *) rc->booths->pdata[j])->lang, lang))
+        bc = rc->booths->pdata[j];
+    g_autofree char *fname = g_strdup_printf ("%s/%s", rc->id, lang);
+    DragomanFanout *fanout = dragoman_fanout_new (fname, rc->opus_frame_ms, headroom, config->listen_burst_ms,
+                                                  config->listen_soft_limit_ms, config->listen_hard_limit_ms);
+    g_ptr_array_add (room->fanouts, fanout);
+    DragomanChannel *ch =
+        dragoman_channel_new (rc->id, lang, bc != NULL, rc->opus_frame_ms, rc->opus_bitrate, rc->duck_db, fanout);
+    g_ptr_array_add (room->channels, ch);
+    GstElement *cbin = dragoman_channel_get_bin (ch);
+    gst_bin_add (GST_BIN (room->pipeline), cbin);
+    link_floor (room, cbin, lang);
+    if (!bc)
+      continue;
+
+    g_autofree char *booth_pipeline = g_strdup_printf ("booth-%s", bc->source);
+    g_autofree char *booth_name = g_strdup_printf ("booth-%s", lang);
+    g_autoptr (GHashTable) bvars = vars_for (config, rc, bc->vars, lang);
+    GstElement *bbin = dragoman_source_new (config->pipeline_dir, booth_pipeline, booth_name, bvars, error);
+    if (!bbin) {
+      dragoman_room_free (room);
+      return NULL;
+    }
+    gst_bin_add (GST_BIN (room->pipeline), bbin);
+    g_autoptr (GstPad) baudio = gst_element_get_static_pad (bbin, "audio");
+    GstElement *voice = normalise (room->pipeline, baudio, booth_name);
+    gst_element_link_pads (voice, "src", cbin, "voice");
+    g_ptr_array_add (room->booths, dragoman_booth_new (bc, ch));
+  }
+
+  g_autoptr (GstBus) bus = gst_pipeline_get_bus (GST_PIPELINE (room->pipeline));
+  room->bus_watch = gst_bus_add_watch (bus, on_bus, room);
+  return room;
+}
+
+gboolean
+dragoman_room_start (DragomanRoom *room, GError **error)
+{
+  if (gst_element_set_state (room->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE, "room %s: the pipeline failed to start",
+                 room->config->id);
+    return FALSE;
+  }
+  for (guint i = 0; i < room->booths->len; i++)
+    dragoman_booth_start (room->booths->pdata[i]);
+  return TRUE;
+}
+
+void
+dragoman_room_free (DragomanRoom *room)
+{
+  if (!room)
+    return;
+  if (room->bus_watch)
+    g_source_remove (room->bus_watch);
+  gst_element_set_state (room->pipeline, GST_STATE_NULL);
+  g_ptr_array_unref (room->booths);
+  gst_object_unref (room->pipeline);
+  g_ptr_array_unref (room->channels);
+  g_ptr_array_unref (room->fanouts);
+  g_free (room);
+}
+
+const DragomanRoomConfig *
+dragoman_room_get_config (DragomanRoom *room)
+{
+  return room->config;
+}
+
+gboolean
+dragoman_room_is_playing (DragomanRoom *room)
+{
+  return room->playing;
+}
+
+guint
+dragoman_room_n_channels (DragomanRoom *room)
+{
+  return room->channels->len;
+}
+
+DragomanChannel *
+dragoman_room_get_channel (DragomanRoom *room, guint index)
+{
+  return index < room->channels->len ? room->channels->pdata[index] : NULL;
+}
+
+DragomanChannel *
+dragoman_room_find_channel (DragomanRoom *room, const char *lang)
+{
+  for (guint i = 0; i < room->channels->len; i++)
+    if (g_strcmp0 (dragoman_channel_get_lang (room->channels->pdata[i]), lang) == 0)
+      return room->channels->pdata[i];
+  return NULL;
+}
+
+DragomanBooth *
+dragoman_room_find_booth (DragomanRoom *room, const char *lang)
+{
+  for (guint i = 0; i < room->booths->len; i++)
+    if (g_strcmp0 (dragoman_booth_get_lang (room->booths->pdata[i]), lang) == 0)
+      return room->booths->pdata[i];
+  return NULL;
+}

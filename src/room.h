@@ -1,0 +1,22 @@
+/* room — one stage, its booths and its channels, in one GstPipeline.
+ *
+ * Owner: main (via the server). Main thread, except the channels' streaming
+ * threads which only push packets into the fanouts. */
+#pragma once
+#include "booth.h"
+#include "channel.h"
+#include "config.h"
+
+typedef struct _DragomanRoom DragomanRoom;
+
+DragomanRoom *dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *room, guint headroom,
+                                 GError **error);
+void dragoman_room_free (DragomanRoom *room);
+gboolean dragoman_room_start (DragomanRoom *room, GError **error);
+const DragomanRoomConfig *dragoman_room_get_config (DragomanRoom *room);
+gboolean dragoman_room_is_playing (DragomanRoom *room);
+/* channels: index 0 is "orig", then the languages in config order */
+guint dragoman_room_n_channels (DragomanRoom *room);
+DragomanChannel *dragoman_room_get_channel (DragomanRoom *room, guint index);
+DragomanChannel *dragoman_room_find_channel (DragomanRoom *room, const char *lang);
+DragomanBooth *dragoman_room_find_booth (DragomanRoom *room, const char *lang);

@@ -1,0 +1,27 @@
+/* server — the process: configuration, rooms and the one socket owner.
+ *
+ * Everything here is ONLY read or written from the main thread, which runs the
+ * GLib main loop and, on it, libwebsockets' service. */
+#pragma once
+#include "config.h"
+#include "room.h"
+
+struct lws_context;
+
+typedef struct {
+  guint64 refused_full;     /* listeners refused at max-listeners */
+  guint64 refused_unknown;  /* unknown room or language */
+  guint64 protocol_errors;  /* binary/oversized messages from listeners */
+} DragomanServerCounters;
+
+typedef struct {
+  DragomanConfig *config;
+  GPtrArray *rooms; /* DragomanRoom* */
+  struct lws_context *lws;
+  GMainLoop *loop;
+  gint64 started_us; /* g_get_monotonic_time () at start */
+  guint listeners;   /* WebSocket listeners, all rooms */
+  DragomanServerCounters counters;
+} DragomanServer;
+
+DragomanRoom *dragoman_server_find_room (DragomanServer *server, const char *id);

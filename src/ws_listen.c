@@ -1,0 +1,142 @@
+#include "ws_listen.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (listen_debug);
+#define GST_CAT_DEFAULT listen_debug
+
+/* fanout → socket. The shared bytes have LWS_PRE headroom: lws writes the frame
+ * header there (identical for every listener of a given length) without a copy. */
+static DragomanWriteResult
+sink_write (gpointer sink, guint8 *data, gsize len)
+{
+  struct lws *wsi = sink;
+  if (lws_write (wsi, data, len, LWS_WRITE_BINARY) < (int) len)
+    return DRAGOMAN_WRITE_FAILED;
+  return lws_partial_buffered (wsi) ? DRAGOMAN_WRITE_CHOKED : DRAGOMAN_WRITE_OK;
+}
+
+static void
+sink_request_writable (gpointer sink)
+{
+  lws_callback_on_writable (sink);
+}
+
+static void
+sink_close (gpointer sink, guint16 code, const char *reason)
+{
+  struct lws *wsi = sink;
+  lws_close_reason (wsi, code, (unsigned char *) reason, strlen (reason));
+  /* we are not in this wsi's callback: let lws close it on its next service pass */
+  lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static const DragomanSinkFuncs sink_funcs = { sink_write, sink_request_writable, sink_close };
+
+static void
+refuse (DragomanListenSession *s, guint16 code, const char *error_code, char *message)
+{
+  s->close_code = code;
+  s->error_code = error_code;
+  s->error_message = message;
+}
+
+int
+dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServer *server)
+{
+  if (!listen_debug)
+    GST_DEBUG_CATEGORY_INIT (listen_debug, "dragoman-listen", 0, "dragoman WebSocket listeners");
+  char room_id[64] = "", lang[16] = "";
+  s->wsi = wsi;
+  s->server = server;
+  lws_get_urlarg_by_name (wsi, "room=", room_id, sizeof room_id);
+  lws_get_urlarg_by_name (wsi, "lang=", lang, sizeof lang);
+  /* names go back into JSON and logs: anything but a plain id is shown as such */
+  if (!dragoman_config_valid_id (room_id))
+    g_strlcpy (room_id, "(invalid)", sizeof room_id);
+  if (!dragoman_config_valid_id (lang))
+    g_strlcpy (lang, "(invalid)", sizeof lang);
+
+  s->room = dragoman_server_find_room (server, room_id);
+  s->channel = s->room ? dragoman_room_find_channel (s->room, lang) : NULL;
+  if (!s->room) {
+    server->counters.refused_unknown++;
+    refuse (s, 4404, "unknown-room", g_strdup_printf ("no room '%s' on this server", room_id));
+  } else if (!s->channel) {
+    server->counters.refused_unknown++;
+    refuse (s, 4404, "unknown-language", g_strdup_printf ("room '%s' has no channel '%s'", room_id, lang));
+  } else if (server->listeners >= (guint) server->config->max_listeners) {
+    server->counters.refused_full++;
+    refuse (s, 4503, "server-full",
+            g_strdup_printf ("the server is at its limit of %d listeners", server->config->max_listeners));
+  } else {
+    server->listeners++;
+  }
+  if (s->error_code)
+    GST_INFO ("listener %p refused: %s", wsi, s->error_message);
+  /* the hello (or the error) goes out in the first WRITEABLE */
+  lws_callback_on_writable (wsi);
+  return 0;
+}
+
+static int
+write_text (struct lws *wsi, const char *text)
+{
+  size_t len = strlen (text);
+  g_autofree guint8 *buf = g_malloc (LWS_PRE + len);
+  memcpy (buf + LWS_PRE, text, len);
+  return lws_write (wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int) len ? -1 : 0;
+}
+
+int
+dragoman_ws_listen_writable (DragomanListenSession *s)
+{
+  if (s->listener) {
+    dragoman_fanout_writable (dragoman_channel_get_fanout (s->channel), s->listener);
+    return 0;
+  }
+  if (s->error_code) {
+    g_autofree char *msg = g_strdup_printf ("{\"type\":\"error\",\"code\":\"%s\",\"message\":\"%s\"}", s->error_code,
+                                            s->error_message);
+    write_text (s->wsi, msg);
+    lws_close_reason (s->wsi, s->close_code, (unsigned char *) s->error_code, strlen (s->error_code));
+    return -1;
+  }
+  const DragomanRoomConfig *rc = dragoman_room_get_config (s->room);
+  g_autofree char *hello = g_strdup_printf (
+      "{\"type\":\"hello\",\"room\":\"%s\",\"lang\":\"%s\",\"codec\":\"opus\",\"rate\":48000,\"channels\":1,"
+      "\"frame_ms\":%d}",
+      rc->id, dragoman_channel_get_lang (s->channel), rc->opus_frame_ms);
+  g_autofree char *state = g_strdup_printf ("{\"type\":\"state\",\"state\":\"%s\"}",
+                                            dragoman_channel_mode_name (dragoman_channel_get_mode (s->channel)));
+  if (write_text (s->wsi, hello) < 0 || write_text (s->wsi, state) < 0)
+    return -1;
+  GST_INFO ("listener %p joined %s/%s", s->wsi, rc->id, dragoman_channel_get_lang (s->channel));
+  /* from now on the fanout writes to this socket directly */
+  s->listener = dragoman_fanout_add (dragoman_channel_get_fanout (s->channel), &sink_funcs, s->wsi);
+  return 0;
+}
+
+int
+dragoman_ws_listen_receive (DragomanListenSession *s, const void *in, size_t len, gboolean binary)
+{
+  if (!binary)
+    return 0; /* unknown text messages are ignored (contract) */
+  s->server->counters.protocol_errors++;
+  GST_INFO ("listener %p sent a binary message: closing 1003", s->wsi);
+  lws_close_reason (s->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *) "listeners send no binary",
+                    24);
+  return -1;
+}
+
+void
+dragoman_ws_listen_close (DragomanListenSession *s)
+{
+  if (s->listener)
+    dragoman_fanout_remove (dragoman_channel_get_fanout (s->channel), s->listener);
+  if (s->room && s->channel && !s->error_code)
+    s->server->listeners--;
+  s->listener = NULL;
+  g_clear_pointer (&s->error_message, g_free);
+}

@@ -1,0 +1,218 @@
+// Shared helpers for dragoman's browser tests (listener, booth, control).
+//
+// - startServer(): runs build/dragoman on a free 127.0.0.1 port and waits for
+//   /healthz. Set DRAGOMAN_TEST_URL=http://127.0.0.1:PORT to test a server
+//   that is already running instead (then nothing is started or stopped).
+// - launchBrowser(): Debian's chromium through playwright-core (from
+//   web/node_modules), headless "new" mode started by hand because
+//   Playwright's headless:true adds --mute-audio, which silences the
+//   AudioWorklet output we measure.
+// - sampleTones(): which of a set of ident tones dominates a node's output.
+// - run(): a tiny sequential test runner; ends with "N passed, N failed".
+
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ARTIFACTS = path.join(ROOT, 'build/test-artifacts');
+const require = createRequire(path.join(ROOT, 'web/package.json'));
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function loadPlaywright() {
+  try {
+    return require('playwright-core');
+  } catch {
+    throw new Error('playwright-core missing: run `cd web && npm ci`');
+  }
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required', '--use-fake-ui-for-media-stream',
+];
+
+export async function launchBrowser(extraArgs = []) {
+  const { chromium } = loadPlaywright();
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: false, // see the top of this file
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+// A page that records its console and errors, so a failing test can show them.
+// opts go to browser.newPage(), e.g. { viewport: { width: 390, height: 844 } }.
+export async function newPage(browser, log, opts = {}) {
+  const page = await browser.newPage(opts);
+  page.on('console', (m) => log.push(`[console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  return page;
+}
+
+async function portIsFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+export async function freePort(base = 18000, span = 2000) {
+  for (let i = 0; i < 50; i++) {
+    const port = base + Math.floor(Math.random() * span);
+    if (await portIsFree(port)) return port;
+  }
+  throw new Error('no free port found');
+}
+
+async function healthy(url) {
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+const running = new Set(); // servers to kill if the test process dies
+
+// Starts build/dragoman; resolves once /healthz answers 200 (or throws with
+// the tail of the server log). `set` entries become --set key=value.
+export async function startServer({ config = 'configs/demo.ini', port, set = {}, timeoutMs = 20000, name = 'dragoman' } = {}) {
+  if (process.env.DRAGOMAN_TEST_URL) return { url: process.env.DRAGOMAN_TEST_URL, external: true, stop: async () => {} };
+  port = port || (await freePort());
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const logFile = path.join(ARTIFACTS, `${name}-${port}.log`);
+  const out = fs.openSync(logFile, 'a');
+  const args = ['--config', config, '--set', `server.port=${port}`];
+  for (const [k, v] of Object.entries(set)) args.push('--set', `${k}=${v}`);
+  const proc = spawn(path.join(ROOT, 'build/dragoman'), args, { cwd: ROOT, stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  const server = { url: `http://127.0.0.1:${port}`, port, proc, logFile, exited: null };
+  proc.on('exit', (code, sig) => { server.exited = { code, sig }; running.delete(server); });
+  running.add(server);
+  server.stop = () => stopServer(server);
+  server.logTail = (n = 30) => fs.readFileSync(logFile, 'utf8').split('\n').slice(-n).join('\n');
+
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (server.exited) throw new Error(`dragoman exited (${JSON.stringify(server.exited)}) before /healthz:\n${server.logTail()}`);
+    if (await healthy(server.url)) return server;
+    await sleep(200);
+  }
+  await stopServer(server);
+  throw new Error(`dragoman: /healthz not 200 within ${timeoutMs} ms:\n${server.logTail()}`);
+}
+
+// SIGTERM, then SIGKILL after 5 s: a hung shutdown must not hang the test.
+export async function stopServer(server) {
+  if (!server.proc || server.exited) return server.exited;
+  server.proc.kill('SIGTERM');
+  const deadline = Date.now() + 5000;
+  while (!server.exited && Date.now() < deadline) await sleep(50);
+  if (!server.exited) {
+    server.proc.kill('SIGKILL');
+    while (!server.exited) await sleep(50);
+    server.killed = true;
+  }
+  return server.exited;
+}
+
+function killAll() {
+  for (const s of running) try { s.proc.kill('SIGKILL'); } catch { /* already gone */ }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
+
+// Attach an AnalyserNode to the AudioNode at `nodeExpr` (evaluated in the
+// page) and sample it every intervalMs for durationMs. Each sample says which
+// of `freqs` (evenly spaced) has the most energy and by how many dB it stands
+// above the bins halfway to its neighbours; below minMarginDb, dominant is
+// null (a tone must stand out of speech and noise, not just win). Returns [{t, dominant (Hz or null), toneDb, marginDb, rmsDb}].
+export async function sampleTones(page, { nodeExpr = 'window.dragoman.node', freqs, durationMs, intervalMs = 200, minMarginDb = 10 }) {
+  return page.evaluate(async ({ nodeExpr, freqs, durationMs, intervalMs, minMarginDb }) => {
+    const node = eval(nodeExpr); // eslint-disable-line no-eval -- test-only, expression from the test
+    const ctx = node.context;
+    if (!window.__toneAnalyser || window.__toneAnalyser.context !== ctx) {
+      const a = new AnalyserNode(ctx, { fftSize: 8192, smoothingTimeConstant: 0 });
+      node.connect(a);
+      window.__toneAnalyser = a;
+    }
+    const a = window.__toneAnalyser;
+    const spec = new Float32Array(a.frequencyBinCount);
+    const wave = new Float32Array(a.fftSize);
+    const binHz = ctx.sampleRate / a.fftSize;
+    const sorted = [...freqs].sort((x, y) => x - y);
+    const step = sorted.length > 1 ? sorted[1] - sorted[0] : 500;
+    const peakDb = (f, w) => {
+      let m = -Infinity;
+      const c = Math.round(f / binHz);
+      for (let b = c - w; b <= c + w; b++) if (spec[b] > m) m = spec[b];
+      return m;
+    };
+    const out = [];
+    const t0 = performance.now();
+    while (performance.now() - t0 < durationMs) {
+      a.getFloatFrequencyData(spec);
+      a.getFloatTimeDomainData(wave);
+      let sq = 0;
+      for (const v of wave) sq += v * v;
+      const rmsDb = 10 * Math.log10(sq / wave.length || 1e-20);
+      let best = null;
+      let toneDb = -Infinity;
+      for (const f of freqs) {
+        const d = peakDb(f, 2);
+        if (d > toneDb) { toneDb = d; best = f; }
+      }
+      // Reference: the louder of the two half-way points around the winner.
+      // Local, so speech whose spectrum slopes across 8-11 kHz cannot fake a tone.
+      const ref = Math.max(peakDb(best - step / 2, 3), peakDb(best + step / 2, 3), -200);
+      const marginDb = toneDb - ref;
+      out.push({ t: Math.round(performance.now() - t0), dominant: marginDb > minMarginDb ? best : null, toneDb, marginDb, rmsDb });
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+    return out;
+  }, { nodeExpr, freqs, durationMs, intervalMs, minMarginDb });
+}
+
+// Counts per dominant frequency ("none" when no tone stood out).
+export function tally(samples) {
+  const t = {};
+  for (const s of samples) t[s.dominant ?? 'none'] = (t[s.dominant ?? 'none'] || 0) + 1;
+  return t;
+}
+
+export const median = (xs) => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)] : NaN;
+};
+
+export function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+// Runs tests in order; prints one line per test and a closing
+// "N passed, N failed" line; returns the exit code.
+export async function run(suite, tests) {
+  let passed = 0;
+  let failed = 0;
+  for (const [name, fn] of tests) {
+    const t0 = Date.now();
+    try {
+      const note = await fn();
+      passed++;
+      console.log(`ok   ${name} (${Date.now() - t0} ms)${note ? ` — ${note}` : ''}`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name} (${Date.now() - t0} ms): ${e.stack || e}`);
+    }
+  }
+  console.log(`${suite}: ${passed} passed, ${failed} failed`);
+  return failed ? 1 : 0;
+}

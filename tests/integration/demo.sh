@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Integration test of the demo conference (configs/demo.ini) over loopback.
+#
+# Starts build/dragoman on a random free port and checks, with real peers:
+#   - /healthz, /api/v1/rooms (room "main", its channels and native names);
+#   - one build/wsprobe per channel for PROBE_SECONDS (default 20): the demo
+#     interpreters are on air 12 s / off 4 s, staggered by 3 s, so in 20 s
+#     every booth has been on air.  Each channel must carry its own ident
+#     tone in >= 30 % of the 100 ms windows and never another language's
+#     (the floor's 8 kHz ident is allowed: that is the fallback); no
+#     protocol errors, no sequence gaps, a correct hello;
+#   - /metrics counts the probes while they listen, and forgets them after;
+#   - negative cases: unknown room or language -> error message + close 4404;
+#     a listener sending binary -> close 1003; the server keeps serving.
+# Run from anywhere after `make` (which builds build/dragoman and build/wsprobe).
+# Artifacts (server log, probe JSON) go to build/test-artifacts/.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ART=build/test-artifacts
+LOG=$ART/demo-server.log
+PROBE_SECONDS=${PROBE_SECONDS:-20}
+LANGS=(orig en hy az ru tr)
+mkdir -p "$ART"
+for bin in build/dragoman build/wsprobe; do
+  [[ -x $bin ]] || { echo "FAIL: $bin missing, run make first"; exit 1; }
+done
+
+failures=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# A port nobody listens on: bash's /dev/tcp connect fails on a free port.
+PORT=
+for _ in $(seq 20); do
+  p=$((18100 + RANDOM % 500))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
+done
+[[ -n $PORT ]] || { echo "FAIL: no free port in 18100-18599"; exit 1; }
+BASE=http://127.0.0.1:$PORT
+WS=ws://127.0.0.1:$PORT
+
+SERVER_PID=
+cleanup() {
+  local rc=$?
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    # set_state(NULL) can block for seconds (SRT); do not leave it behind.
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+  fi
+  if ((rc != 0 || failures != 0)); then
+    echo "---- last 40 lines of $LOG"
+    tail -n 40 "$LOG" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+build/dragoman --config configs/demo.ini --set "server.port=$PORT" >"$LOG" 2>&1 &
+SERVER_PID=$!
+
+healthy=
+for _ in $(seq 100); do # 20 s
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  if [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]]; then healthy=1; break; fi
+  sleep 0.2
+done
+if [[ -z $healthy ]]; then
+  fail "server on :$PORT not healthy within 20 s (alive: $(kill -0 "$SERVER_PID" 2>/dev/null && echo yes || echo no))"
+  exit 1
+fi
+pass "server up on :$PORT, /healthz ok"
+
+# ---- /api/v1/rooms -------------------------------------------------------
+if curl -fsS "$BASE/api/v1/rooms" >"$ART/rooms.json" && python3 - "$ART/rooms.json" <<'EOF'; then
+import json, sys
+doc = json.load(open(sys.argv[1], encoding="utf-8"))
+want = {"orig": None, "en": "English", "hy": "Հայերեն", "az": "Azərbaycanca",
+        "ru": "Русский", "tr": "Türkçe"}
+problems = []
+if doc.get("version") != 1:
+    problems.append(f"version {doc.get('version')!r}")
+rooms = {r.get("id"): r for r in doc.get("rooms", [])}
+room = rooms.get("main")
+if room is None:
+    sys.exit(f"      why: no room 'main' in {sorted(map(str, rooms))}")
+codec = room.get("codec", {})
+if (codec.get("name"), codec.get("rate"), codec.get("channels"), codec.get("frame_ms")) != ("opus", 48000, 1, 20):
+    problems.append(f"codec {codec}")
+chans = {c.get("lang"): c for c in room.get("channels", [])}
+if list(chans) != list(want):
+    problems.append(f"channels {list(chans)}, want {list(want)}")
+for lang, native in want.items():
+    c = chans.get(lang, {})
+    if native and c.get("native_name") != native:
+        problems.append(f"{lang} native_name {c.get('native_name')!r}, want {native!r}")
+    if not c.get("name") or not isinstance(c.get("listeners"), int):
+        problems.append(f"{lang}: name/listeners missing: {c}")
+    ok_states = ("floor",) if lang == "orig" else ("floor", "interpretation")
+    if c.get("state") not in ok_states:
+        problems.append(f"{lang} state {c.get('state')!r}")
+if problems:
+    sys.exit("      why: " + "; ".join(problems))
+EOF
+  pass "/api/v1/rooms: room main, channels ${LANGS[*]}, native names"
+else
+  fail "/api/v1/rooms (see $ART/rooms.json)"
+fi
+
+# ---- one probe per channel, concurrently ---------------------------------
+declare -A PROBE_PID
+for lang in "${LANGS[@]}"; do
+  build/wsprobe --url "$WS/ws/listen?room=main&lang=$lang" --seconds "$PROBE_SECONDS" --json \
+    >"$ART/probe-$lang.json" 2>"$ART/probe-$lang.err" &
+  PROBE_PID[$lang]=$!
+done
+
+# Listener gauges, read while every probe is connected.
+sleep 3
+curl -fsS "$BASE/metrics" >"$ART/metrics-listening.txt" || true
+if python3 - "$ART/metrics-listening.txt" "${LANGS[@]}" <<'EOF'; then
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+seen = {}
+for m in re.finditer(r'^dragoman_listeners\{([^}]*)\}\s+(\S+)', text, re.M):
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+    if labels.get("room") == "main" and labels.get("transport") == "ws":
+        seen[labels.get("lang")] = float(m.group(2))
+bad = {l: seen.get(l) for l in sys.argv[2:] if seen.get(l) != 1}
+if bad:
+    sys.exit(f"      why: dragoman_listeners{{room=main,transport=ws}} not 1 for {bad}")
+EOF
+  pass "/metrics: dragoman_listeners{room=\"main\",lang=*,transport=\"ws\"} 1 for all ${#LANGS[@]} channels"
+else
+  fail "/metrics listeners while probing (see $ART/metrics-listening.txt)"
+fi
+
+for lang in "${LANGS[@]}"; do
+  rc=0
+  wait "${PROBE_PID[$lang]}" || rc=$?
+  if python3 - "$ART/probe-$lang.json" "$lang" "$rc" <<'EOF'; then
+import json, sys
+path, lang, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    r = json.load(open(path))
+except ValueError:
+    sys.exit(f"      why: no JSON from wsprobe (exit {rc})")
+t, n = r["tones"], sum(r["tones"].values())
+d = r["delay_ms"]
+summary = (f"{r['packets']} pkts, gaps {r['gaps']}, discont {r['discontinuities']}, "
+           f"delay p50/p95/p99/max {d['p50']}/{d['p95']}/{d['p99']}/{d['max']} ms, "
+           f"rms {r['rms_dbfs']} dBFS, windows {n}: "
+           + " ".join(f"{k}={v}" for k, v in t.items()))
+print(f"      {lang}: {summary}")
+print(f"      {lang}: {r['timeline']}")
+problems = list(r["errors"])
+h = r["hello"] or {}
+if (h.get("type"), h.get("room"), h.get("lang"), h.get("codec"), h.get("rate"),
+        h.get("channels"), h.get("frame_ms")) != ("hello", "main", lang, "opus", 48000, 1, 20):
+    problems.append(f"hello {h}")
+if rc != 0 and not problems:
+    problems.append(f"wsprobe exit {rc}")
+if r["gaps"] or r["discontinuities"]:
+    problems.append(f"{r['gaps']} gaps, {r['discontinuities']} discontinuities on an idle loopback")
+if r["packets"] < 0.9 * n * 5:  # 5 packets of 20 ms per 100 ms window
+    problems.append(f"only {r['packets']} packets for {n} windows")
+if n < 100:
+    problems.append(f"only {n} analysis windows")
+if lang == "orig":
+    if t["orig"] < 0.5 * n:
+        problems.append(f"floor ident in {t['orig']}/{n} windows, want >= 50%")
+else:
+    if t[lang] < 0.3 * n:
+        problems.append(f"own ident in {t[lang]}/{n} windows, want >= 30%")
+others = {k: v for k, v in t.items() if k not in (lang, "orig", "none") and v}
+if others:
+    problems.append(f"other channels' idents leaked in: {others}")
+if d["p95"] is None or d["p95"] > 200:
+    problems.append(f"delivery delay p95 {d['p95']} ms > 200 ms")
+if problems:
+    sys.exit("      why: " + "; ".join(problems[:6]))
+EOF
+    pass "probe $lang: hello, sequence and tones"
+  else
+    fail "probe $lang (see $ART/probe-$lang.json)"
+  fi
+done
+
+# Gauges must come back down once the probes have gone (no leaked sessions).
+gone=
+for _ in $(seq 25); do # 5 s
+  curl -fsS "$BASE/metrics" >"$ART/metrics-after.txt" 2>/dev/null || true
+  if python3 - "$ART/metrics-after.txt" <<'EOF'; then gone=1; break; fi
+import re, sys
+v = [float(m.group(2)) for m in re.finditer(r'^dragoman_listeners\{([^}]*)\}\s+(\S+)',
+     open(sys.argv[1], encoding="utf-8").read(), re.M) if 'room="main"' in m.group(1)]
+sys.exit(not v or any(v))
+EOF
+  sleep 0.2
+done
+if [[ -n $gone ]]; then pass "/metrics: listeners back to 0 after the probes left"
+else fail "/metrics: listeners not back to 0 (see $ART/metrics-after.txt)"; fi
+
+# ---- negative cases -------------------------------------------------------
+negative() { # name expected-code url-query [wsprobe options]
+  local name=$1 code=$2 query=$3 out=$ART/probe-neg-$1.json rc=0
+  shift 3
+  build/wsprobe --url "$WS/ws/listen?$query" --seconds 5 --json --expect-close="$code" "$@" \
+    >"$out" 2>&1 || rc=$?
+  if python3 - "$out" "$code" "$name" "$rc" <<'EOF'; then
+import json, sys
+path, code, name, rc = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+try:
+    r = json.load(open(path))
+except ValueError:
+    sys.exit(f"      why: no JSON from wsprobe (exit {rc})")
+print(f"      {name}: close {r['close_code']} {r['close_reason']!r} by {r['closed_by']}, texts {r['texts']}")
+problems = [e for e in r["errors"]]
+if r["close_code"] != code:
+    problems.append(f"close code {r['close_code']}, want {code}")
+if code == 4404:
+    errs = [json.loads(t) for t in r["texts"]]
+    if not any(e.get("type") == "error" and "message" in e for e in errs):
+        problems.append("no {\"type\":\"error\",...,\"message\":...} text before the close")
+    if r["hello"] is not None:
+        problems.append("got a hello for a channel that does not exist")
+if problems:
+    sys.exit("      why: " + "; ".join(problems))
+EOF
+    pass "$name → close $code"
+  else
+    fail "$name (see $out)"
+  fi
+}
+negative unknown-room 4404 "room=nope&lang=hy"
+negative unknown-lang 4404 "room=main&lang=xx"
+negative binary-from-listener 1003 "room=main&lang=hy" --send-binary
+
+# Still serving others after the refusals.
+rc=0
+build/wsprobe --url "$WS/ws/listen?room=main&lang=hy" --seconds 2 --json >"$ART/probe-after.json" || rc=$?
+if [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]] && ((rc == 0)) &&
+  python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["packets"] < 50)' "$ART/probe-after.json"; then
+  pass "still serving after the negative cases (/healthz ok, hy listener gets audio)"
+else
+  fail "server unhealthy after the negative cases (see $ART/probe-after.json)"
+fi
+
+# A clean stop: the operator's Ctrl-C must not hang or crash.
+kill -TERM "$SERVER_PID"
+stopped=
+for _ in $(seq 100); do # 10 s
+  kill -0 "$SERVER_PID" 2>/dev/null || { stopped=1; break; }
+  sleep 0.1
+done
+if [[ -n $stopped ]]; then
+  rc=0
+  wait "$SERVER_PID" || rc=$?
+  SERVER_PID=
+  # 143 = died of the signal itself (no handler): acceptable, but visible.
+  if ((rc == 0 || rc == 143)); then pass "SIGTERM: server exited (status $rc)"
+  else fail "SIGTERM: server exit status $rc"; fi
+else
+  fail "SIGTERM: server still running after 10 s"
+fi
+
+if ((failures)); then
+  echo "demo.sh: $failures check(s) FAILED"
+  exit 1
+fi
+echo "demo.sh: all checks passed"

@@ -1,0 +1,368 @@
+// dragoman listener page: pick a room and a language, play the channel.
+//
+// Path of the audio: WebSocket /ws/listen (one Opus packet per binary
+// message, 16-byte header, see docs) -> WebCodecs AudioDecoder -> PCM posted
+// to the AudioWorklet in listener-worklet.js, which owns the jitter buffer.
+// Codec parameters come from /api/v1/rooms, not from the hello message: an
+// edge relay in front of the server may not forward the hello.
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 5000;
+const STORE_KEY = 'dragoman.listener';
+const HEADER_BYTES = 16;
+const KIND_OPUS = 1;
+const FLAG_DISCONT = 1;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  roomRow: $('room-row'), room: $('room'), langs: $('langs'), play: $('play'), stop: $('stop'),
+  status: $('status'), roomTitle: $('room-title'), level: $('level-bar'), levelText: $('level-text'), delay: $('delay'),
+  netAge: $('net-age'), chState: $('ch-state'),
+};
+
+// Exposed for tests and curious engineers; never read back by the page.
+const stats = {
+  packets: 0, decoded: 0, underruns: 0, discontinuities: 0, seqGaps: 0, bufferMs: 0,
+  targetMs: 0, droppedMs: 0, outputLatencyMs: 0, delayMs: 0, networkAgeMs: null,
+  level: { peak: 0, rms: 0 }, state: 'idle', channelState: null,
+};
+window.dragoman = { ctx: null, node: null, stats };
+
+let rooms = []; // from /api/v1/rooms
+let sel = { room: null, lang: null };
+let session = null; // the live connection, or null when stopped
+
+// ---- room and language choice ----------------------------------------------
+
+function loadChoice() {
+  const q = new URLSearchParams(location.search);
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem(STORE_KEY)) || {}; } catch { /* private mode */ }
+  return { room: q.get('room') || saved.room || null, lang: q.get('lang') || saved.lang || null,
+    fromUrl: q.has('room') || q.has('lang') };
+}
+
+function saveChoice() {
+  try { localStorage.setItem(STORE_KEY, JSON.stringify(sel)); } catch { /* private mode */ }
+}
+
+const findRoom = (id) => rooms.find((r) => r.id === id);
+const findChannel = (room, lang) => room && room.channels.find((c) => c.lang === lang);
+
+function renderRooms() {
+  ui.room.replaceChildren(...rooms.map((r) => new Option(r.title || r.id, r.id)));
+  ui.room.value = sel.room;
+  ui.roomRow.hidden = rooms.length < 2;
+}
+
+function renderLangs() {
+  const room = findRoom(sel.room);
+  ui.roomTitle.textContent = room ? room.title || room.id : '';
+  ui.langs.replaceChildren(...(room ? room.channels : []).map((c) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'lang';
+    b.dataset.lang = c.lang;
+    if (c.lang !== 'orig') b.lang = c.lang; // screen readers pronounce the native name right
+    b.textContent = c.native_name || c.name || c.lang;
+    if (c.native_name && c.name && c.native_name !== c.name) b.title = c.name;
+    b.setAttribute('aria-pressed', String(c.lang === sel.lang));
+    return b;
+  }));
+  ui.play.disabled = !findChannel(room, sel.lang);
+}
+
+function pickLang(lang) {
+  if (lang === sel.lang) return;
+  sel.lang = lang;
+  saveChoice();
+  renderLangs();
+  if (session) start(); // switching while playing: reconnect to the new channel at once
+}
+
+function pickRoom(id) {
+  sel.room = id;
+  if (!findChannel(findRoom(id), sel.lang)) sel.lang = null;
+  saveChoice();
+  renderLangs();
+  if (session) { if (sel.lang) start(); else stop(); }
+}
+
+async function loadRooms() {
+  setStatus('Loading…');
+  let res;
+  try {
+    res = await fetch('/api/v1/rooms', { cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    rooms = (await res.json()).rooms || [];
+  } catch (e) {
+    setStatus(`Cannot load the room list (${e.message}). Retrying…`, 'error');
+    setTimeout(loadRooms, RECONNECT_MAX_MS);
+    return;
+  }
+  const want = loadChoice();
+  const errors = [];
+  sel.room = want.room;
+  if (!findRoom(sel.room)) {
+    if (want.room && want.fromUrl) errors.push(`Unknown room “${want.room}”.`);
+    sel.room = rooms.length ? rooms[0].id : null;
+  }
+  sel.lang = want.lang;
+  if (!findChannel(findRoom(sel.room), sel.lang)) {
+    if (want.lang && want.fromUrl && !errors.length) errors.push(`No “${want.lang}” channel in this room.`);
+    sel.lang = null;
+  }
+  renderRooms();
+  renderLangs();
+  if (!rooms.length) setStatus('No rooms are open right now.', 'error');
+  else if (errors.length) setStatus(`${errors.join(' ')} Please pick a language below.`, 'error');
+  else setStatus(sel.lang ? 'Press Play to listen.' : 'Pick a language.');
+}
+
+// ---- audio ----------------------------------------------------------------
+
+async function ensureAudio() {
+  const d = window.dragoman;
+  if (d.ctx) { if (d.ctx.state !== 'running') await d.ctx.resume(); return; }
+  if (typeof AudioDecoder === 'undefined') {
+    throw new Error('This browser cannot decode the stream (no WebCodecs AudioDecoder). Try a current Chrome, Edge or Firefox.');
+  }
+  let ctx;
+  try {
+    ctx = new AudioContext({ sampleRate: 48000, latencyHint: 'interactive' });
+  } catch {
+    ctx = new AudioContext({ latencyHint: 'interactive' }); // the worklet resamples
+  }
+  await ctx.audioWorklet.addModule('listener-worklet.js');
+  const node = new AudioWorkletNode(ctx, 'dragoman-listener', { numberOfInputs: 0, outputChannelCount: [1] });
+  node.port.onmessage = (e) => onWorkletStats(e.data);
+  node.connect(ctx.destination);
+  d.ctx = ctx;
+  d.node = node;
+  if (ctx.state !== 'running') await ctx.resume();
+}
+
+function onWorkletStats(s) {
+  if (s.type !== 'stats') return;
+  const ctx = window.dragoman.ctx;
+  stats.bufferMs = s.bufferMs;
+  stats.targetMs = s.targetMs;
+  stats.underruns = s.underruns;
+  stats.droppedMs = s.droppedMs;
+  stats.level = { peak: s.peak, rms: s.rms };
+  stats.outputLatencyMs = ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
+  stats.delayMs = stats.bufferMs + stats.outputLatencyMs;
+  renderMeters();
+}
+
+const dbfs = (v) => (v > 0 ? 20 * Math.log10(v) : -Infinity);
+
+function renderMeters() {
+  const peakDb = dbfs(stats.level.peak);
+  // Bar spans -60..0 dBFS: the ident tones (-40 dBFS) still move it.
+  const frac = Math.max(0, Math.min(1, (peakDb + 60) / 60));
+  ui.level.style.transform = `scaleX(${frac})`;
+  ui.levelText.textContent = Number.isFinite(peakDb) ? `${peakDb.toFixed(0)} dB` : '–∞ dB';
+  ui.delay.textContent = session ? `${Math.round(stats.delayMs)} ms` : '–';
+  ui.netAge.textContent = stats.networkAgeMs == null ? '–' : `${Math.round(stats.networkAgeMs)} ms`;
+}
+
+// ---- connection -------------------------------------------------------------
+
+// One Session = one room/lang choice, across reconnects. Replaced on switch.
+class Session {
+  constructor(room, lang) {
+    const r = findRoom(room);
+    this.room = room;
+    this.lang = lang;
+    this.codec = r.codec || { name: 'opus', rate: 48000, channels: 1, frame_ms: 20 };
+    this.backoff = RECONNECT_MIN_MS;
+    this.closed = false;
+    this.ws = null;
+    this.timer = null;
+    this.decoder = null;
+    this.lastSeq = null;
+    this.ts = 0; // decoder timestamps in µs; only their order matters
+  }
+
+  open() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const q = new URLSearchParams({ room: this.room, lang: this.lang });
+    const ws = new WebSocket(`${proto}//${location.host}/ws/listen?${q}`);
+    ws.binaryType = 'arraybuffer';
+    ws.onmessage = (e) => (typeof e.data === 'string' ? this.onText(e.data) : this.onPacket(e.data));
+    ws.onclose = (e) => this.onClose(e);
+    this.ws = ws;
+    this.lastSeq = null;
+    this.serverError = null;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.ws) { this.ws.onclose = null; this.ws.close(1000); }
+    this.closeDecoder();
+  }
+
+  onText(text) {
+    let m;
+    try { m = JSON.parse(text); } catch { return; }
+    if (m.type === 'hello' || m.type === 'state') {
+      if (m.codec && m.codec !== this.codec.name) console.warn('dragoman: hello codec', m.codec, 'vs rooms', this.codec.name);
+      if (m.state) { stats.channelState = m.state; renderChannelState(); }
+    } else if (m.type === 'error') {
+      this.serverError = m.message || m.code || 'Server error';
+      setStatus(this.serverError, 'error');
+    }
+  }
+
+  onPacket(buf) {
+    if (buf.byteLength <= HEADER_BYTES) return;
+    const v = new DataView(buf);
+    if (v.getUint8(0) !== KIND_OPUS) return;
+    const seq = v.getUint32(4);
+    const ingressUs = Number(v.getBigUint64(8));
+    stats.packets++;
+    if (stats.packets === 1 || stats.state !== 'playing') { stats.state = 'playing'; setStatus('Playing', 'ok'); }
+    this.backoff = RECONNECT_MIN_MS; // data flows: the next drop starts the backoff afresh
+
+    const discont = (v.getUint8(1) & FLAG_DISCONT) !== 0;
+    const gap = this.lastSeq !== null && seq !== ((this.lastSeq + 1) >>> 0);
+    if (discont) stats.discontinuities++;
+    if (gap) stats.seqGaps++;
+    // Opus carries prediction state between packets: after lost packets start
+    // from a clean decoder rather than decode against stale state.
+    if ((discont || gap) && this.decoder) this.closeDecoder();
+    this.lastSeq = seq;
+
+    // Ingress time is server wall clock: only meaningful when the browser
+    // shares that clock (same machine, NTP-synced). Hide implausible values.
+    const age = (Date.now() * 1000 - ingressUs) / 1000;
+    stats.networkAgeMs = age > -50 && age < 10000 ? age : null;
+
+    this.decode(new Uint8Array(buf, HEADER_BYTES));
+  }
+
+  decode(data) {
+    if (!this.decoder) this.openDecoder();
+    const frameUs = (this.codec.frame_ms || 20) * 1000;
+    this.decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: this.ts, duration: frameUs, data }));
+    this.ts += frameUs;
+  }
+
+  openDecoder() {
+    const node = window.dragoman.node;
+    this.decoder = new AudioDecoder({
+      output: (ad) => {
+        // Mono: take plane 0. Downmixing stereo is not needed for v1 (mono only).
+        const pcm = new Float32Array(ad.numberOfFrames);
+        ad.copyTo(pcm, { planeIndex: 0, format: 'f32-planar' });
+        const rate = ad.sampleRate;
+        ad.close();
+        if (this.closed) return;
+        stats.decoded++;
+        node.port.postMessage({ type: 'pcm', data: pcm, rate }, [pcm.buffer]);
+      },
+      error: (e) => {
+        // The decoder is unusable now; the next packet opens a fresh one.
+        console.warn('dragoman: decoder error', e);
+        this.decoder = null;
+      },
+    });
+    this.decoder.configure({ codec: 'opus', sampleRate: this.codec.rate || 48000, numberOfChannels: this.codec.channels || 1 });
+  }
+
+  closeDecoder() {
+    if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
+    this.decoder = null;
+  }
+
+  onClose(e) {
+    this.ws = null;
+    this.closeDecoder();
+    if (this.closed) return;
+    // 4503: the server is full. Someone may leave: retry, slowly and at a
+    // random moment, so a hall full of phones does not retry in step.
+    if (e.code === 4503) {
+      stats.state = 'reconnecting';
+      setStatus(`${this.serverError || 'The server is full.'} Retrying…`, 'warn');
+      this.timer = setTimeout(() => { if (!this.closed) this.open(); }, RECONNECT_MAX_MS * (1 + Math.random()));
+      return;
+    }
+    // Other 4xxx: the server refused this room/lang (4404 unknown). Retrying
+    // the same request would loop forever; tell the listener and stop.
+    if (e.code >= 4000 && e.code < 5000) {
+      const msg = this.serverError || e.reason || `The server refused this channel (code ${e.code}).`;
+      stop();
+      setStatus(msg, 'error');
+      return;
+    }
+    stats.state = 'reconnecting';
+    setStatus(`Connection lost. Reconnecting in ${(this.backoff / 1000).toFixed(1)} s…`, 'warn');
+    this.timer = setTimeout(() => { if (!this.closed) { setStatus('Reconnecting…', 'warn'); this.open(); } }, this.backoff);
+    this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
+  }
+}
+
+async function start() {
+  if (session) session.close();
+  session = null;
+  const room = sel.room;
+  const lang = sel.lang;
+  if (!findChannel(findRoom(room), lang)) return;
+  stats.state = 'connecting';
+  stats.channelState = findChannel(findRoom(room), lang).state || null;
+  renderChannelState();
+  setStatus('Connecting…');
+  ui.play.hidden = true;
+  ui.stop.hidden = false;
+  try {
+    await ensureAudio();
+  } catch (e) {
+    stop();
+    setStatus(e.message, 'error');
+    return;
+  }
+  if (sel.room !== room || sel.lang !== lang) return; // superseded by a newer click
+  window.dragoman.node.port.postMessage({ type: 'flush' });
+  session = new Session(room, lang);
+  session.open();
+}
+
+function stop() {
+  if (session) session.close();
+  session = null;
+  stats.state = 'idle';
+  ui.play.hidden = false;
+  ui.stop.hidden = true;
+  if (window.dragoman.node) window.dragoman.node.port.postMessage({ type: 'flush' });
+  setStatus('Stopped.');
+  renderMeters();
+}
+
+// ---- status -----------------------------------------------------------------
+
+function setStatus(text, kind = '') {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = kind;
+}
+
+function renderChannelState() {
+  const labels = { interpretation: 'Interpreter on air', floor: 'Floor (original speech)' };
+  ui.chState.textContent = labels[stats.channelState] || stats.channelState || '–';
+}
+
+ui.langs.addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-lang]');
+  if (b) pickLang(b.dataset.lang);
+});
+ui.room.addEventListener('change', () => pickRoom(ui.room.value));
+ui.play.addEventListener('click', () => start());
+ui.stop.addEventListener('click', () => stop());
+// Phones suspend audio when the page is hidden; resume when it comes back.
+document.addEventListener('visibilitychange', () => {
+  const ctx = window.dragoman.ctx;
+  if (!document.hidden && session && ctx && ctx.state !== 'running') ctx.resume();
+});
+
+loadRooms();
