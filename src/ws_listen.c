@@ -47,11 +47,15 @@ dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServ
 {
   if (!listen_debug)
     GST_DEBUG_CATEGORY_INIT (listen_debug, "dragoman-listen", 0, "dragoman WebSocket listeners");
-  char room_id[64] = "", lang[16] = "";
+  char room_id[64] = "", lang[16] = "", arg[80];
+  const char *v;
   s->wsi = wsi;
   s->server = server;
-  lws_get_urlarg_by_name (wsi, "room=", room_id, sizeof room_id);
-  lws_get_urlarg_by_name (wsi, "lang=", lang, sizeof lang);
+  /* lws copies "name=value" into arg and returns a pointer to the value */
+  if ((v = lws_get_urlarg_by_name (wsi, "room=", arg, sizeof arg)))
+    g_strlcpy (room_id, v, sizeof room_id);
+  if ((v = lws_get_urlarg_by_name (wsi, "lang=", arg, sizeof arg)))
+    g_strlcpy (lang, v, sizeof lang);
   /* names go back into JSON and logs: anything but a plain id is shown as such */
   if (!dragoman_config_valid_id (room_id))
     g_strlcpy (room_id, "(invalid)", sizeof room_id);
