@@ -46,16 +46,20 @@ deps:
 	else echo "deps: npm packages present"; fi
 
 $(BUILD)/obj/%.o: src/%.c src/*.h | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/dragoman: $(OBJS) $(BUILD)/obj/main.o
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/wsprobe: tools/wsprobe.c | $(BUILD)
-	$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0 opus json-glib-1.0) -lm
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0 opus json-glib-1.0) -lm
 
 $(BUILD)/check/%: tests/check/%.c $(OBJS) | $(BUILD)/check
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc $< $(OBJS) -o $@ $(LDLIBS) $(CHECK_LIBS)
+	@echo "  CHECK   $<"
+	@$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Isrc $< $(OBJS) -o $@ $(LDLIBS) $(CHECK_LIBS)
 
 $(BUILD) $(BUILD)/obj $(BUILD)/check:
 	mkdir -p $@

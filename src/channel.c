@@ -29,6 +29,7 @@ struct _DragomanChannel {
   /* main thread only */
   double duck;                  /* linear */
   gboolean on_air, cough, force_floor;
+  DragomanChannelMode published; /* last state sent to listeners */
 };
 
 static GstControlSource *
@@ -71,6 +72,19 @@ running_time_now (DragomanChannel *ch)
   return now > base ? now - base : 0;
 }
 
+/* tell the listeners (fanout text message) when the mode changes */
+static void
+publish_state (DragomanChannel *ch)
+{
+  DragomanChannelMode mode = dragoman_channel_get_mode (ch);
+  if (!ch->fanout || mode == ch->published)
+    return;
+  ch->published = mode;
+  g_autofree char *json = g_strdup_printf ("{\"type\":\"state\",\"room\":\"%s\",\"lang\":\"%s\",\"state\":\"%s\"}",
+                                           ch->room, ch->lang, dragoman_channel_mode_name (mode));
+  dragoman_fanout_set_state (ch->fanout, json);
+}
+
 static void
 apply (DragomanChannel *ch, GstClockTime at, gboolean was_ducked)
 {
@@ -84,6 +98,7 @@ apply (DragomanChannel *ch, GstClockTime at, gboolean was_ducked)
   ramp (ch->floor_gain, at, live ? DRAGOMAN_RAMP_DUCK_MS : DRAGOMAN_RAMP_UNDUCK_MS, live ? ch->duck : 1.0);
   if (live != was_ducked)
     GST_INFO ("%s/%s: %s", ch->room, ch->lang, dragoman_channel_mode_name (dragoman_channel_get_mode (ch)));
+  publish_state (ch);
 }
 
 void
@@ -210,6 +225,8 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
     out = caps;
   }
 
+  ch->published = (DragomanChannelMode) -1;
+  publish_state (ch);
   if (!fanout) {
     ghost (ch->bin, out, "src", "src");
     return ch;

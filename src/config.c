@@ -327,11 +327,52 @@ parse (Parser *p, const char *const *overrides)
   return g_steal_pointer (&c);
 }
 
+/* GKeyFile silently merges a group that appears twice and lets a repeated key
+ * win: at a live event a pasted second [booth main/hy] would quietly replace the
+ * first. Refuse both, naming the line. */
+static gboolean
+check_duplicates (const char *path, const char *data, GError **error)
+{
+  g_auto (GStrv) lines = g_strsplit (data, "\n", -1);
+  g_autoptr (GHashTable) groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autofree char *group = NULL;
+  for (guint i = 0; lines[i]; i++) {
+    char *line = g_strstrip (lines[i]);
+    if (*line == '#' || *line == '\0')
+      continue;
+    if (*line == '[') {
+      char *close = strchr (line, ']');
+      if (!close)
+        continue; /* GKeyFile reports the syntax error */
+      g_free (group);
+      group = g_strndup (line + 1, close - line - 1);
+      if (!g_hash_table_add (groups, g_strdup (group))) {
+        g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "%s:%u: [%s]: group appears twice", path, i + 1, group);
+        return FALSE;
+      }
+      g_hash_table_remove_all (keys);
+      continue;
+    }
+    char *eq = strchr (line, '=');
+    if (!eq || !group)
+      continue;
+    g_autofree char *key = g_strstrip (g_strndup (line, eq - line));
+    if (!g_hash_table_add (keys, g_strdup (key))) {
+      g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "%s:%u: [%s] %s: key appears twice", path, i + 1, group, key);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 DragomanConfig *
 dragoman_config_load_data (const char *path, const char *data, const char *const *overrides, GError **error)
 {
   g_autoptr (GKeyFile) kf = g_key_file_new ();
   g_autoptr (GError) err = NULL;
+  if (!check_duplicates (path, data, error))
+    return NULL;
   if (!g_key_file_load_from_data (kf, data, -1, G_KEY_FILE_NONE, &err)) {
     g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "%s: %s", path, err->message);
     return NULL;

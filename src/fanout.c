@@ -45,6 +45,7 @@ struct _DragomanListener {
   gboolean choked;
   gboolean discont; /* the next frame sent must carry the discontinuity flag */
   gboolean closed;
+  guint state_sent; /* generation of the state text this listener has */
 };
 
 struct _DragomanFanout {
@@ -54,16 +55,21 @@ struct _DragomanFanout {
   GMutex lock;
   Slot inbox[INBOX_SLOTS]; /* protected by lock */
   guint inbox_len;         /* protected by lock */
+  guint32 next_seq;        /* protected by lock: numbered at push, so drops show as gaps */
   guint64 inbox_drops;     /* protected by lock */
   void (*wakeup) (gpointer);
   gpointer wakeup_data;
 
   /* service thread only */
+  guint32 last_seq; /* of the newest packet published */
   Slot *ring;
   guint capacity;
   guint64 head; /* sequence number of the next packet to publish */
   GPtrArray *listeners;
   guint8 *scratch; /* one private frame for a discontinuity */
+  guint8 *state;   /* headroom + latest state JSON */
+  gsize state_len;
+  guint state_gen;
   DragomanFanoutStats stats;
 };
 
@@ -111,6 +117,7 @@ dragoman_fanout_free (DragomanFanout *f)
     g_free (f->ring[i].data);
   g_free (f->ring);
   g_free (f->scratch);
+  g_free (f->state);
   for (guint i = 0; i < f->listeners->len; i++)
     g_free (f->listeners->pdata[i]);
   g_ptr_array_unref (f->listeners);
@@ -141,6 +148,7 @@ dragoman_fanout_push (DragomanFanout *f, const guint8 *opus, gsize len, gint64 i
     f->inbox_drops++;
   }
   Slot *s = &f->inbox[f->inbox_len++];
+  s->seq = f->next_seq++;
   s->ingress_us = ingress_us;
   s->len = (guint16) (DRAGOMAN_HEADER_BYTES + len);
   memcpy (s->data + f->headroom + DRAGOMAN_HEADER_BYTES, opus, len);
@@ -177,6 +185,19 @@ feed (DragomanFanout *f, DragomanListener *l)
 {
   if (l->closed || l->choked)
     return;
+  if (G_UNLIKELY (l->state_sent != f->state_gen)) {
+    l->state_sent = f->state_gen;
+    DragomanWriteResult r = l->funcs->write_text (l->sink, f->state + f->headroom, f->state_len);
+    if (r != DRAGOMAN_WRITE_OK) {
+      if (r == DRAGOMAN_WRITE_FAILED)
+        close_listener (f, l, 1011, "write failed");
+      else {
+        l->choked = TRUE;
+        l->funcs->request_writable (l->sink);
+      }
+      return;
+    }
+  }
   guint64 lag = f->head - l->next;
   if (lag > f->soft) {
     guint64 skip = lag - f->burst;
@@ -221,12 +242,15 @@ dragoman_fanout_dispatch (DragomanFanout *f)
   for (guint i = 0; i < n; i++) {
     Slot *in = &f->inbox[i];
     Slot *out = &f->ring[f->head % f->capacity];
-    out->seq = (guint32) f->head;
+    out->seq = in->seq;
     out->ingress_us = in->ingress_us;
     out->len = in->len;
     memcpy (out->data + f->headroom + DRAGOMAN_HEADER_BYTES, in->data + f->headroom + DRAGOMAN_HEADER_BYTES,
             in->len - DRAGOMAN_HEADER_BYTES);
-    write_header (out->data + f->headroom, 0, out->seq, out->ingress_us);
+    /* everyone missed the packets the inbox dropped: flag it in the shared bytes */
+    gboolean gap = f->head > 0 && out->seq != f->last_seq + 1;
+    write_header (out->data + f->headroom, gap ? DRAGOMAN_FLAG_DISCONT : 0, out->seq, out->ingress_us);
+    f->last_seq = out->seq;
     f->head++;
   }
   f->inbox_len = 0;
@@ -239,6 +263,8 @@ dragoman_fanout_dispatch (DragomanFanout *f)
   /* O(listeners): one send per listener per packet, the physical floor */
   for (guint i = 0; i < f->listeners->len; i++) {
     DragomanListener *l = f->listeners->pdata[i];
+    if (l->closed) /* closing asynchronously: already counted */
+      continue;
     if (l->choked && f->head - l->next > f->hard) {
       f->stats.slow_disconnects++;
       GST_WARNING ("%s: listener %p took nothing for %" G_GUINT64_FORMAT " ms: disconnecting", f->name, l->sink,
@@ -263,6 +289,19 @@ dragoman_fanout_add (DragomanFanout *f, const DragomanSinkFuncs *funcs, gpointer
   f->stats.listeners = f->listeners->len;
   feed (f, l);
   return l;
+}
+
+void
+dragoman_fanout_set_state (DragomanFanout *f, const char *json)
+{
+  gsize len = strlen (json);
+  g_free (f->state);
+  f->state = g_malloc (f->headroom + len);
+  memcpy (f->state + f->headroom, json, len);
+  f->state_len = len;
+  f->state_gen++;
+  for (guint i = 0; i < f->listeners->len; i++)
+    feed (f, f->listeners->pdata[i]);
 }
 
 void

@@ -26,6 +26,8 @@ typedef enum {
  * header, LWS_PRE); the bytes are shared: a writer must not keep the pointer. */
 typedef struct {
   DragomanWriteResult (*write) (gpointer sink, guint8 *data, gsize len);
+  /* the same, for a text message (channel state) */
+  DragomanWriteResult (*write_text) (gpointer sink, guint8 *data, gsize len);
   void (*request_writable) (gpointer sink);
   void (*close) (gpointer sink, guint16 code, const char *reason);
 } DragomanSinkFuncs;
@@ -51,6 +53,9 @@ void dragoman_fanout_set_wakeup (DragomanFanout *fanout, void (*wakeup) (gpointe
 gboolean dragoman_fanout_push (DragomanFanout *fanout, const guint8 *opus, gsize len, gint64 ingress_us);
 
 /* Service thread only, from here down. */
+/* A text message (JSON) every listener gets before its next frame: the channel's
+ * state. Only the latest matters, so a choked listener gets just the newest one. */
+void dragoman_fanout_set_state (DragomanFanout *fanout, const char *json);
 guint dragoman_fanout_dispatch (DragomanFanout *fanout);
 DragomanListener *dragoman_fanout_add (DragomanFanout *fanout, const DragomanSinkFuncs *funcs, gpointer sink);
 void dragoman_fanout_remove (DragomanFanout *fanout, DragomanListener *listener);

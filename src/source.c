@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <gst/app/gstappsrc.h>
+#include <gst/audio/audio.h>
 #include <string.h>
 
 GST_DEBUG_CATEGORY_STATIC (source_debug);
@@ -62,6 +64,98 @@ ghost (GstBin *bin, const char *name, gboolean required, GError **error)
   return TRUE;
 }
 
+/* A live looping file player: an appsrc named "loop:PATH" plays PATH (raw audio in
+ * the appsrc's caps) in a loop, stamped with the pipeline clock and paced by it.
+ * Why not multifilesrc ! rawaudioparse ! clocksync: that chain is not live, and
+ * audiomixer fed one live and one non-live input fails its latency query and can
+ * stall the pipeline in PAUSED (seen here in 4 of 8 starts). */
+typedef struct {
+  GBytes *data;
+  gsize pos, block;
+  guint64 blocks;
+  GstClockTime t0;
+  guint64 rate_bytes; /* bytes per second */
+} FileLoop;
+
+static void
+file_loop_free (gpointer p)
+{
+  FileLoop *l = p;
+  g_bytes_unref (l->data);
+  g_free (l);
+}
+
+static void
+file_loop_need_data (GstAppSrc *src, guint length, gpointer user)
+{
+  FileLoop *l = user;
+  g_autoptr (GstClock) clock = gst_element_get_clock (GST_ELEMENT (src));
+  GstClockTime base = gst_element_get_base_time (GST_ELEMENT (src));
+  GstClockTime now = clock ? gst_clock_get_time (clock) - base : 0;
+  if (l->blocks == 0)
+    l->t0 = now;
+  GstClockTime pts = l->t0 + gst_util_uint64_scale (l->blocks * l->block, GST_SECOND, l->rate_bytes);
+  GstClockTime dur = gst_util_uint64_scale (l->block, GST_SECOND, l->rate_bytes);
+  /* pace: never run more than one block ahead of the clock */
+  if (clock && pts > now + dur) {
+    GstClockID id = gst_clock_new_single_shot_id (clock, base + pts - dur);
+    gst_clock_id_wait (id, NULL);
+    gst_clock_id_unref (id);
+  }
+  gsize size = g_bytes_get_size (l->data);
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, l->block, NULL);
+  GstMapInfo map;
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  const guint8 *in = g_bytes_get_data (l->data, NULL);
+  for (gsize done = 0; done < l->block;) {
+    gsize n = MIN (l->block - done, size - l->pos);
+    memcpy (map.data + done, in + l->pos, n);
+    done += n;
+    l->pos = (l->pos + n) % size;
+  }
+  gst_buffer_unmap (buf, &map);
+  GST_BUFFER_PTS (buf) = pts;
+  GST_BUFFER_DURATION (buf) = dur;
+  l->blocks++;
+  gst_app_src_push_buffer (src, buf);
+}
+
+static gboolean
+setup_file_loops (GstBin *bin, GError **error)
+{
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (bin);
+  GValue v = G_VALUE_INIT;
+  gboolean ok = TRUE;
+  while (ok && gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    GstElement *el = g_value_get_object (&v);
+    const char *name = GST_OBJECT_NAME (el);
+    if (GST_IS_APP_SRC (el) && g_str_has_prefix (name, "loop:")) {
+      g_autoptr (GError) err = NULL;
+      g_autoptr (GMappedFile) file = g_mapped_file_new (name + 5, FALSE, &err);
+      GstCaps *caps = gst_app_src_get_caps (GST_APP_SRC (el));
+      GstAudioInfo info;
+      if (!file || !caps || !gst_audio_info_from_caps (&info, caps) || g_mapped_file_get_length (file) < 4) {
+        g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "appsrc %s: %s", name,
+                     err ? err->message : "needs raw audio caps and a non-empty file");
+        ok = FALSE;
+      } else {
+        FileLoop *l = g_new0 (FileLoop, 1);
+        l->data = g_mapped_file_get_bytes (file);
+        l->rate_bytes = (guint64) info.rate * info.bpf;
+        l->block = info.rate / 100 * info.bpf; /* 10 ms */
+        GstAppSrcCallbacks cb = { .need_data = file_loop_need_data };
+        gst_app_src_set_callbacks (GST_APP_SRC (el), &cb, l, file_loop_free);
+        g_object_set (el, "is-live", TRUE, "format", GST_FORMAT_TIME, "max-buffers", (guint64) 2, NULL);
+      }
+      if (caps)
+        gst_caps_unref (caps);
+    }
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return ok;
+}
+
 GstElement *
 dragoman_source_new (const char *pipeline_dir, const char *name, const char *bin_name, GHashTable *vars,
                      GError **error)
@@ -84,6 +178,8 @@ dragoman_source_new (const char *pipeline_dir, const char *name, const char *bin
   if (!bin)
     goto failed;
   gst_object_set_name (GST_OBJECT (bin), bin_name);
+  if (!setup_file_loops (GST_BIN (bin), &err))
+    goto failed;
   if (!ghost (GST_BIN (bin), "audio", TRUE, &err) || !ghost (GST_BIN (bin), "video", FALSE, &err))
     goto failed;
   return bin;

@@ -17,6 +17,15 @@ sink_write (gpointer sink, guint8 *data, gsize len)
   return lws_partial_buffered (wsi) ? DRAGOMAN_WRITE_CHOKED : DRAGOMAN_WRITE_OK;
 }
 
+static DragomanWriteResult
+sink_write_text (gpointer sink, guint8 *data, gsize len)
+{
+  struct lws *wsi = sink;
+  if (lws_write (wsi, data, len, LWS_WRITE_TEXT) < (int) len)
+    return DRAGOMAN_WRITE_FAILED;
+  return lws_partial_buffered (wsi) ? DRAGOMAN_WRITE_CHOKED : DRAGOMAN_WRITE_OK;
+}
+
 static void
 sink_request_writable (gpointer sink)
 {
@@ -32,7 +41,7 @@ sink_close (gpointer sink, guint16 code, const char *reason)
   lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-static const DragomanSinkFuncs sink_funcs = { sink_write, sink_request_writable, sink_close };
+static const DragomanSinkFuncs sink_funcs = { sink_write, sink_write_text, sink_request_writable, sink_close };
 
 static void
 refuse (DragomanListenSession *s, guint16 code, const char *error_code, char *message)
@@ -112,12 +121,11 @@ dragoman_ws_listen_writable (DragomanListenSession *s)
       "{\"type\":\"hello\",\"room\":\"%s\",\"lang\":\"%s\",\"codec\":\"opus\",\"rate\":48000,\"channels\":1,"
       "\"frame_ms\":%d}",
       rc->id, dragoman_channel_get_lang (s->channel), rc->opus_frame_ms);
-  g_autofree char *state = g_strdup_printf ("{\"type\":\"state\",\"state\":\"%s\"}",
-                                            dragoman_channel_mode_name (dragoman_channel_get_mode (s->channel)));
-  if (write_text (s->wsi, hello) < 0 || write_text (s->wsi, state) < 0)
+  if (write_text (s->wsi, hello) < 0)
     return -1;
   GST_INFO ("listener %p joined %s/%s", s->wsi, rc->id, dragoman_channel_get_lang (s->channel));
-  /* from now on the fanout writes to this socket directly */
+  /* from now on the fanout writes to this socket directly: the channel's state
+   * message, the burst, then every packet */
   s->listener = dragoman_fanout_add (dragoman_channel_get_fanout (s->channel), &sink_funcs, s->wsi);
   return 0;
 }
