@@ -145,7 +145,11 @@ setup_file_loops (GstBin *bin, GError **error)
         l->block = info.rate / 100 * info.bpf; /* 10 ms */
         GstAppSrcCallbacks cb = { .need_data = file_loop_need_data };
         gst_app_src_set_callbacks (GST_APP_SRC (el), &cb, l, file_loop_free);
-        g_object_set (el, "is-live", TRUE, "format", GST_FORMAT_TIME, "max-buffers", (guint64) 2, NULL);
+        /* a live source of 10 ms blocks: report that latency (and room to buffer), or
+         * a mixer downstream sees max 0 < min and cannot configure its latency */
+        gint64 block_ns = (gint64) gst_util_uint64_scale (l->block, GST_SECOND, l->rate_bytes);
+        g_object_set (el, "is-live", TRUE, "format", GST_FORMAT_TIME, "max-buffers", (guint64) 2, "min-latency",
+                      block_ns, "max-latency", 10 * block_ns, NULL);
       }
       if (caps)
         gst_caps_unref (caps);

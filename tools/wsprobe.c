@@ -50,7 +50,7 @@ typedef struct {
   /* options */
   char *host, *port, *path, *room, *lang;
   int seconds, frame_ms, expect_close; /* expect_close: -1 off, 0 any */
-  gboolean json, send_binary;
+  gboolean json, send_binary, levels;
   /* connection */
   int fd;
   GByteArray *in;      /* bytes received, not yet parsed into frames */
@@ -76,6 +76,8 @@ typedef struct {
   guint64 nsamples;
   guint tones[N_IDENT + 1];
   GString *timeline;
+  GArray *level;       /* float dB, N_IDENT per window: ramps, ducking depth */
+  GArray *text_win;    /* int, window index at which each text arrived */
 } Probe;
 
 static void G_GNUC_PRINTF (2, 3) fail (Probe *p, const char *fmt, ...)
@@ -247,6 +249,10 @@ static void analyse_window (Probe *p)
   for (int k = 0; k < N_REF; k++) ref += goertzel (x, ref_hz[k]) / N_REF;
   for (int k = 0; k < N_IDENT; k++) {
     double e = goertzel (x, ident_hz[k]);
+    /* Hann's coherent gain is 1/2, so a sine of amplitude A gives
+     * |X| = A·WIN/4: the level below is the ident's amplitude in dBFS. */
+    float db = (float) (10 * log10 (e + 1e-20) - 20 * log10 (WIN / 4.0));
+    g_array_append_val (p->level, db);
     if (e > best) best = e, bi = k;
   }
   /* The 1e-9 floor keeps digital silence (all bins 0) from "winning". */
@@ -318,6 +324,8 @@ static void on_text (Probe *p, const char *txt, gsize len)
     if (p->expect_close < 0) fail (p, "first message is not hello: %.200s", txt);
   }
   p->n_texts++;
+  int at = (int) p->timeline->len;
+  g_array_append_val (p->text_win, at);
   if (g_strcmp0 (type, "state") == 0) p->n_state++;
   if (g_strcmp0 (type, "error") == 0) {
     p->n_error_msgs++;
@@ -554,7 +562,22 @@ static void report (Probe *p)
   for (int k = 0; k <= N_IDENT; k++)
     g_string_append_printf (o, "%s\"%s\":%u", k ? "," : "",
                             k < N_IDENT ? ident_name[k] : "none", p->tones[k]);
-  g_string_append_printf (o, "},\"timeline\":\"%s\"}", p->timeline->str);
+  g_string_append_printf (o, "},\"timeline\":\"%s\",\"text_windows\":[", p->timeline->str);
+  for (guint i = 0; i < p->text_win->len; i++)
+    g_string_append_printf (o, "%s%d", i ? "," : "", g_array_index (p->text_win, int, i));
+  g_string_append_c (o, ']');
+  if (p->levels) {
+    g_string_append (o, ",\"levels_db\":{");
+    for (int k = 0; k < N_IDENT; k++) {
+      g_string_append_printf (o, "%s\"%s\":[", k ? "," : "", ident_name[k]);
+      for (guint w = 0; w * N_IDENT < p->level->len; w++)
+        g_string_append_printf (o, "%s%.1f", w ? "," : "",
+                                g_array_index (p->level, float, w * N_IDENT + k));
+      g_string_append_c (o, ']');
+    }
+    g_string_append_c (o, '}');
+  }
+  g_string_append_c (o, '}');
   puts (o->str);
 }
 
@@ -605,6 +628,8 @@ int main (int argc, char **argv)
       {"frame-ms", 0, 0, G_OPTION_ARG_INT, &p.frame_ms, "Expected frame_ms (default 20)", "MS"},
       {"expect-close", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, on_expect_close,
        "Negative test: the server must close (with CODE if given)", "CODE"},
+      {"levels", 0, 0, G_OPTION_ARG_NONE, &p.levels,
+       "With --json: each ident's level (dBFS) per 100 ms window", NULL},
       {"send-binary", 0, 0, G_OPTION_ARG_NONE, &p.send_binary,
        "Send a binary message after hello (server must close 1003)", NULL},
       {NULL}};
@@ -625,6 +650,8 @@ int main (int argc, char **argv)
   p.texts = g_ptr_array_new_with_free_func (g_free);
   p.delays = g_array_new (FALSE, FALSE, sizeof (double));
   p.timeline = g_string_new (NULL);
+  p.level = g_array_new (FALSE, FALSE, sizeof (float));
+  p.text_win = g_array_new (FALSE, FALSE, sizeof (int));
   for (int i = 0; i < WIN; i++) p.window[i] = 0.5 - 0.5 * cos (2 * G_PI * i / WIN);
   int oerr;
   p.dec = opus_decoder_create (RATE, 1, &oerr);
@@ -642,6 +669,7 @@ int main (int argc, char **argv)
   g_byte_array_unref (p.in), g_byte_array_unref (p.msg);
   g_ptr_array_unref (p.errors), g_ptr_array_unref (p.texts);
   g_array_unref (p.delays), g_string_free (p.timeline, TRUE);
+  g_array_unref (p.level), g_array_unref (p.text_win);
   if (p.hello) json_node_unref (p.hello);
   return rc;
 }
