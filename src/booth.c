@@ -51,17 +51,25 @@ on_schedule (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+static void
+on_signal (DragomanChannel *channel, gboolean present, gpointer data)
+{
+  DragomanBooth *b = data;
+  GST_INFO ("booth %s/%s: input %s", b->config->room_id, b->config->lang, present ? "has signal" : "lost its signal");
+  if (g_str_equal (b->config->on_air, "signal"))
+    dragoman_booth_set_on_air (b, present);
+}
+
 void
 dragoman_booth_start (DragomanBooth *b)
 {
-  if (b->config->on_air_seconds <= 0 || b->config->off_air_seconds <= 0) {
-    /* no schedule: a test booth is simply live */
-    if (g_str_equal (b->config->source, "test"))
-      dragoman_booth_set_on_air (b, TRUE);
-    return;
-  }
-  /* off air until the offset, so staggered booths cover every state early on */
-  b->timer = g_timeout_add ((guint) (b->config->schedule_offset * 1000), on_schedule, b);
+  const char *mode = b->config->on_air;
+  dragoman_channel_set_voice_signal_func (b->channel, on_signal, b);
+  if (g_str_equal (mode, "always"))
+    dragoman_booth_set_on_air (b, TRUE);
+  else if (g_str_equal (mode, "schedule"))
+    /* off air until the offset, so staggered booths cover every state early on */
+    b->timer = g_timeout_add ((guint) (b->config->schedule_offset * 1000), on_schedule, b);
 }
 
 gboolean

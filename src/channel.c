@@ -30,6 +30,18 @@ struct _DragomanChannel {
   double duck;                  /* linear */
   gboolean on_air, cough, force_floor;
   DragomanChannelMode published; /* last state sent to listeners */
+
+  /* voice input watchdog, see voice_watchdog () */
+  GstElement *mix, *voice_vol;
+  GstPad *voice_mix_pad; /* main thread; NULL while the voice is detached */
+  gulong block_probe;    /* main thread; blocks the voice while detached */
+  gint64 last_voice_us;  /* atomic: streaming thread writes, main thread reads */
+  gint reattach_pending; /* atomic */
+  gint64 watch_since_us; /* when the voice was linked */
+  gboolean voice_present;
+  guint watchdog;
+  DragomanVoiceSignalFunc signal_func;
+  gpointer signal_data;
 };
 
 static GstControlSource *
@@ -172,6 +184,102 @@ on_packet (GstAppSink *sink, gpointer data)
   return GST_FLOW_OK;
 }
 
+/* A stopped input stalls audiomixer: once a pad runs dry, every output buffer
+ * waits upstream latency + latency for it (DESIGN.md, measured). An interpreter
+ * whose network dies must not delay the channel, so when the voice has been silent
+ * for DRAGOMAN_VOICE_TIMEOUT_MS its mixer pad is released (the channel carries the
+ * floor with no wait), and a blocking probe holds the voice branch; the first
+ * buffer that arrives re-attaches it from the main thread. 200 ms: longer than
+ * any jitter buffer we configure and than Opus PLC runs on after the last packet,
+ * short enough that the floor is back well within the 500 ms we promise. */
+#define DRAGOMAN_VOICE_TIMEOUT_MS 200
+
+static GstPadProbeReturn
+on_voice_buffer (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanChannel *ch = data;
+  __atomic_store_n (&ch->last_voice_us, g_get_monotonic_time (), __ATOMIC_RELAXED);
+  return GST_PAD_PROBE_OK;
+}
+
+static gboolean
+reattach (gpointer data)
+{
+  dragoman_channel_attach_voice (data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+dragoman_channel_attach_voice (DragomanChannel *ch)
+{
+  if (ch->voice_mix_pad || !ch->mix)
+    return;
+  g_autoptr (GstPad) src = gst_element_get_static_pad (ch->voice_vol, "src");
+  ch->voice_mix_pad = gst_element_request_pad_simple (ch->mix, "sink_%u");
+  if (gst_pad_link (src, ch->voice_mix_pad) != GST_PAD_LINK_OK)
+    GST_ERROR ("%s/%s: cannot re-attach the voice", ch->room, ch->lang);
+  gst_pad_remove_probe (src, ch->block_probe);
+  ch->block_probe = 0;
+  ch->watch_since_us = g_get_monotonic_time ();
+  g_atomic_int_set (&ch->reattach_pending, 0);
+  GST_INFO ("%s/%s: voice input is back: re-attached to the mixer", ch->room, ch->lang);
+}
+
+static GstPadProbeReturn
+on_voice_blocked (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanChannel *ch = data;
+  /* streaming thread: hold the data here until the main thread has linked us */
+  /* not g_main_context_invoke: before the main loop runs, that would run reattach
+   * right here, in the streaming thread we are blocking, holding the main context */
+  if (g_atomic_int_compare_and_exchange (&ch->reattach_pending, 0, 1))
+    g_idle_add_full (G_PRIORITY_HIGH, reattach, ch, NULL);
+  return GST_PAD_PROBE_OK;
+}
+
+static void
+detach_voice (DragomanChannel *ch)
+{
+  g_autoptr (GstPad) src = gst_element_get_static_pad (ch->voice_vol, "src");
+  ch->block_probe = gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BLOCK_DOWNSTREAM, on_voice_blocked, ch, NULL);
+  gst_pad_unlink (src, ch->voice_mix_pad);
+  gst_element_release_request_pad (ch->mix, ch->voice_mix_pad);
+  g_clear_object (&ch->voice_mix_pad);
+  GST_INFO ("%s/%s: no voice input for %d ms: detached from the mixer", ch->room, ch->lang,
+            DRAGOMAN_VOICE_TIMEOUT_MS);
+}
+
+static gboolean
+voice_watchdog (gpointer data)
+{
+  DragomanChannel *ch = data;
+  gint64 last = __atomic_load_n (&ch->last_voice_us, __ATOMIC_RELAXED);
+  gint64 now = g_get_monotonic_time ();
+  gboolean present = last && now - last < DRAGOMAN_VOICE_TIMEOUT_MS * 1000;
+  /* a pad that never got data stalls a live audiomixer completely: detach it too */
+  if (!present && ch->voice_mix_pad && now - MAX (last, ch->watch_since_us) >= DRAGOMAN_VOICE_TIMEOUT_MS * 1000)
+    detach_voice (ch);
+  if (present != ch->voice_present) {
+    ch->voice_present = present;
+    if (ch->signal_func)
+      ch->signal_func (ch, present, ch->signal_data);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void
+dragoman_channel_set_voice_signal_func (DragomanChannel *ch, DragomanVoiceSignalFunc func, gpointer data)
+{
+  ch->signal_func = func;
+  ch->signal_data = data;
+}
+
+gboolean
+dragoman_channel_has_voice_signal (DragomanChannel *ch)
+{
+  return ch->voice_present;
+}
+
 static GstElement *
 make (GstBin *bin, const char *factory, const char *name)
 {
@@ -221,7 +329,18 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
     /* 10 ms mixer blocks: the encoder's smallest frame; bigger would add latency */
     g_object_set (mix, "output-buffer-duration", (guint64) 10 * GST_MSECOND, NULL);
     gst_element_link_many (floor_vol, mix, caps, NULL);
-    gst_element_link (voice_vol, mix);
+    ch->mix = mix;
+    ch->voice_vol = voice_vol;
+    g_autoptr (GstPad) vsrc = gst_element_get_static_pad (voice_vol, "src");
+    g_autoptr (GstPad) vsink = gst_element_get_static_pad (voice_vol, "sink");
+    /* Linked from the start: adding a mixer pad while the room prerolls stalled it
+     * (seen here). A voice that never sends is detached by the watchdog instead. */
+    ch->voice_mix_pad = gst_element_request_pad_simple (mix, "sink_%u");
+    gst_pad_link (vsrc, ch->voice_mix_pad);
+    ch->watch_since_us = g_get_monotonic_time ();
+    gst_pad_add_probe (vsink, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, on_voice_buffer, ch, NULL);
+    /* 50 ms: the detach happens within 250 ms of the last buffer */
+    ch->watchdog = g_timeout_add (50, voice_watchdog, ch);
     out = caps;
   }
 
@@ -235,8 +354,14 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
   GstElement *sink = make (bin, "appsink", "packets");
   /* Opus frame-size enum values are the frame length in ms for 10 and 20 */
   g_object_set (enc, "frame-size", frame_ms, "bitrate", bitrate, NULL);
-  /* sync=false: hand each packet over the moment it exists; the source clocks pace us */
-  g_object_set (sink, "sync", FALSE, "max-buffers", 8, "drop", TRUE, "enable-last-sample", FALSE, NULL);
+  /* sync=false: hand each packet over the moment it exists; the source clocks pace us.
+   * async=false: a live room must not wait for its sinks to preroll. With async
+   * sinks, a channel's appsink held its mixer's thread in preroll while the floor
+   * tee's serialized query waited on that mixer: the room stuck in PAUSED in about
+   * half of the starts (seen here; gdb: stagemix:src in a query, mix:src in
+   * gst_base_sink_wait_preroll). */
+  g_object_set (sink, "sync", FALSE, "async", FALSE, "max-buffers", 8, "drop", TRUE, "enable-last-sample", FALSE,
+                NULL);
   GstAppSinkCallbacks cb = { .new_sample = on_packet };
   gst_app_sink_set_callbacks (GST_APP_SINK (sink), &cb, ch, NULL);
   gst_element_link_many (out, enc, sink, NULL);
@@ -248,6 +373,9 @@ dragoman_channel_free (DragomanChannel *ch)
 {
   if (!ch)
     return;
+  if (ch->watchdog)
+    g_source_remove (ch->watchdog);
+  g_clear_object (&ch->voice_mix_pad);
   gst_object_unref (ch->bin);
   g_clear_object (&ch->floor_gain);
   g_clear_object (&ch->voice_gain);

@@ -42,3 +42,12 @@ void dragoman_channel_set_duck_db (DragomanChannel *channel, double duck_db, Gst
 DragomanChannelMode dragoman_channel_get_mode (DragomanChannel *channel);
 const char *dragoman_channel_mode_name (DragomanChannelMode mode);
 DragomanFanout *dragoman_channel_get_fanout (DragomanChannel *channel);
+
+/* Main thread: told when the voice input starts or stops delivering audio (a
+ * hardware booth's signal, an interpreter's connection). */
+typedef void (*DragomanVoiceSignalFunc) (DragomanChannel *channel, gboolean present, gpointer data);
+void dragoman_channel_set_voice_signal_func (DragomanChannel *channel, DragomanVoiceSignalFunc func, gpointer data);
+gboolean dragoman_channel_has_voice_signal (DragomanChannel *channel);
+/* Main thread. Link the voice to the mixer now if the watchdog detached it
+ * (normally done when its next buffer arrives). */
+void dragoman_channel_attach_voice (DragomanChannel *channel);

@@ -161,6 +161,7 @@ booth_free (gpointer data)
   g_free (b->room_id);
   g_free (b->lang);
   g_free (b->source);
+  g_free (b->on_air);
   g_clear_pointer (&b->vars, g_hash_table_unref);
   g_free (b);
 }
@@ -246,6 +247,16 @@ parse_booth (Parser *p, DragomanConfig *c, const char *group, const char *spec)
       !get_double (p, group, "off-air-seconds", 0, 0, 86400, &b->off_air_seconds) ||
       !get_double (p, group, "schedule-offset", 0, 0, 86400, &b->schedule_offset))
     return FALSE;
+  /* test booths follow their schedule (or are always on); a hardware booth is
+   * live while its console sends audio, unless the crew switches it by hand */
+  gboolean scheduled = b->on_air_seconds > 0 && b->off_air_seconds > 0;
+  const char *def = g_str_equal (b->source, "test") ? (scheduled ? "schedule" : "always") : "signal";
+  b->on_air = get_string (p, group, "on-air", def);
+  const char *const modes[] = { "schedule", "always", "signal", "manual", NULL };
+  if (!g_strv_contains (modes, b->on_air))
+    return fail (p, group, "on-air", "'%s' is not one of schedule, always, signal, manual", b->on_air);
+  if (g_str_equal (b->on_air, "schedule") && !scheduled)
+    return fail (p, group, "on-air", "schedule needs on-air-seconds and off-air-seconds");
   return TRUE;
 }
 

@@ -18,6 +18,7 @@ typedef struct {
   char *lang;
   char *source;          /* pipelines/booth-<source>.pipeline */
   GHashTable *vars;      /* every key of the group, for ${key} in the pipeline */
+  char *on_air;          /* "schedule", "always", "signal" or "manual" */
   double on_air_seconds; /* "test" booths: scheduled on/off air; 0 = always on */
   double off_air_seconds;
   double schedule_offset;

@@ -28,7 +28,15 @@ dragoman_source_expand (const char *text, GHashTable *vars, GError **error)
             return NULL;
           }
           g_autofree char *name = g_strndup (c + 2, close - c - 2);
+          /* ${name:-default}: the pipeline file documents its own defaults */
+          char *dflt = strstr (name, ":-");
+          if (dflt) {
+            *dflt = '\0';
+            dflt += 2;
+          }
           const char *val = g_hash_table_lookup (vars, name);
+          if (!val)
+            val = dflt;
           if (!val) {
             g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "unknown variable ${%s} (set it in the config group)", name);
             return NULL;
@@ -73,7 +81,7 @@ typedef struct {
   GBytes *data;
   gsize pos, block;
   guint64 blocks;
-  GstClockTime t0;
+  gint64 t0_us;
   guint64 rate_bytes; /* bytes per second */
 } FileLoop;
 
@@ -89,19 +97,17 @@ static void
 file_loop_need_data (GstAppSrc *src, guint length, gpointer user)
 {
   FileLoop *l = user;
-  g_autoptr (GstClock) clock = gst_element_get_clock (GST_ELEMENT (src));
-  GstClockTime base = gst_element_get_base_time (GST_ELEMENT (src));
-  GstClockTime now = clock ? gst_clock_get_time (clock) - base : 0;
+  /* Pace on the monotonic clock, never more than one block ahead, and let appsrc
+   * stamp each buffer with the running time it is pushed at (do-timestamp). Not
+   * pts = clock - base_time: need-data can run before PLAYING has set the base
+   * time, and a stale base made the loop wait for hours (rooms stuck in PAUSED). */
+  gint64 now = g_get_monotonic_time ();
   if (l->blocks == 0)
-    l->t0 = now;
-  GstClockTime pts = l->t0 + gst_util_uint64_scale (l->blocks * l->block, GST_SECOND, l->rate_bytes);
-  GstClockTime dur = gst_util_uint64_scale (l->block, GST_SECOND, l->rate_bytes);
-  /* pace: never run more than one block ahead of the clock */
-  if (clock && pts > now + dur) {
-    GstClockID id = gst_clock_new_single_shot_id (clock, base + pts - dur);
-    gst_clock_id_wait (id, NULL);
-    gst_clock_id_unref (id);
-  }
+    l->t0_us = now;
+  gint64 due = l->t0_us + (gint64) gst_util_uint64_scale (l->blocks * l->block, G_USEC_PER_SEC, l->rate_bytes);
+  gint64 block_us = (gint64) gst_util_uint64_scale (l->block, G_USEC_PER_SEC, l->rate_bytes);
+  if (due - block_us > now)
+    g_usleep (due - block_us - now);
   gsize size = g_bytes_get_size (l->data);
   GstBuffer *buf = gst_buffer_new_allocate (NULL, l->block, NULL);
   GstMapInfo map;
@@ -114,8 +120,7 @@ file_loop_need_data (GstAppSrc *src, guint length, gpointer user)
     l->pos = (l->pos + n) % size;
   }
   gst_buffer_unmap (buf, &map);
-  GST_BUFFER_PTS (buf) = pts;
-  GST_BUFFER_DURATION (buf) = dur;
+  GST_BUFFER_DURATION (buf) = block_us * GST_USECOND;
   l->blocks++;
   gst_app_src_push_buffer (src, buf);
 }
@@ -148,8 +153,8 @@ setup_file_loops (GstBin *bin, GError **error)
         /* a live source of 10 ms blocks: report that latency (and room to buffer), or
          * a mixer downstream sees max 0 < min and cannot configure its latency */
         gint64 block_ns = (gint64) gst_util_uint64_scale (l->block, GST_SECOND, l->rate_bytes);
-        g_object_set (el, "is-live", TRUE, "format", GST_FORMAT_TIME, "max-buffers", (guint64) 2, "min-latency",
-                      block_ns, "max-latency", 10 * block_ns, NULL);
+        g_object_set (el, "is-live", TRUE, "do-timestamp", TRUE, "format", GST_FORMAT_TIME, "max-buffers",
+                      (guint64) 2, "min-latency", (gint64) 0, "max-latency", 10 * block_ns, NULL);
       }
       if (caps)
         gst_caps_unref (caps);

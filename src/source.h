@@ -2,7 +2,7 @@
  *
  * The AV crew can add an input kind (decklink, ALSA, NDI) by writing a file, no
  * recompiling. Lines starting with '#' are comments; ${var} is replaced from the
- * given table (an unknown variable is an error). The src pads of the elements
+ * given table (an unknown variable is an error), ${var:-default} falls back. The src pads of the elements
  * named "audio" and "video" become the bin's ghost pads of the same names.
  * An appsrc named "loop:PATH" (with raw audio caps) plays the file at PATH in a
  * loop as a live source: the demo's voices. */

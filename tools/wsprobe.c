@@ -65,6 +65,8 @@ typedef struct {
   GArray *delays;      /* double ms, one per packet */
   gint64 last_rx;      /* monotonic µs of the previous packet */
   double max_iat;      /* longest silence between packets, ms: stalls */
+  gint64 first_rx;     /* monotonic µs of the first packet */
+  double max_iat_at;   /* when that silence ended, s after the first packet */
   int close_code;      /* -1 = none received */
   char *close_reason;
   gboolean closed, server_closed_first;
@@ -356,7 +358,11 @@ static void on_binary (Probe *p, const guint8 *b, gsize len)
     if (!disc) fail (p, "seq %u after %u without discontinuity flag", seq, p->next_seq - 1);
   }
   p->next_seq = seq + 1;
-  if (p->last_rx) p->max_iat = MAX (p->max_iat, (mono - p->last_rx) / 1000.0);
+  if (!p->first_rx) p->first_rx = mono;
+  if (p->last_rx && (mono - p->last_rx) / 1000.0 > p->max_iat) {
+    p->max_iat = (mono - p->last_rx) / 1000.0;
+    p->max_iat_at = (mono - p->first_rx) / 1e6;
+  }
   p->last_rx = mono;
   p->packets++;
   p->payload_bytes += len - 16;
@@ -520,8 +526,8 @@ static void report (Probe *p)
             " discont=%" G_GUINT64_FORMAT " texts=%u close=%d %s\n",
             p->n_errors ? "FAIL" : "OK", p->room, p->lang, p->packets, p->gaps,
             p->discont, p->n_texts, p->close_code, p->close_reason ? p->close_reason : "");
-    printf ("delay ms p50=%.1f p95=%.1f p99=%.1f max=%.1f  max interarrival=%.1f ms"
-            "  rms=%.1f dBFS\ntones:", q[0], q[1], q[2], q[3], p->max_iat, rms);
+    printf ("delay ms p50=%.1f p95=%.1f p99=%.1f max=%.1f  max interarrival=%.1f ms at %.1f s"
+            "  rms=%.1f dBFS\ntones:", q[0], q[1], q[2], q[3], p->max_iat, p->max_iat_at, rms);
     for (int k = 0; k <= N_IDENT; k++)
       printf (" %s=%u", k < N_IDENT ? ident_name[k] : "none", p->tones[k]);
     printf ("\ntimeline: %s\n", p->timeline->str);
@@ -557,8 +563,8 @@ static void report (Probe *p)
   put_ms (o, "p50", q[0]), put_ms (o, "p95", q[1]), put_ms (o, "p99", q[2]);
   put_ms (o, "max", q[3]);
   g_string_truncate (o, o->len - 1);
-  g_string_append_printf (o, "},\"max_interarrival_ms\":%.2f,\"rms_dbfs\":%.1f,\"tones\":{",
-                          p->max_iat, rms);
+  g_string_append_printf (o, "},\"max_interarrival_ms\":%.2f,\"max_interarrival_at_s\":%.2f,"
+                          "\"rms_dbfs\":%.1f,\"tones\":{", p->max_iat, p->max_iat_at, rms);
   for (int k = 0; k <= N_IDENT; k++)
     g_string_append_printf (o, "%s\"%s\":%u", k ? "," : "",
                             k < N_IDENT ? ident_name[k] : "none", p->tones[k]);

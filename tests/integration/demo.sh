@@ -66,7 +66,8 @@ for _ in $(seq 100); do # 20 s
   sleep 0.2
 done
 if [[ -z $healthy ]]; then
-  fail "server on :$PORT not healthy within 20 s (alive: $(kill -0 "$SERVER_PID" 2>/dev/null && echo yes || echo no))"
+  fail "server on :$PORT not healthy within 20 s (alive: $(kill -0 "$SERVER_PID" 2>/dev/null && echo yes || echo no);" \
+    "/healthz said: $(curl -sS -w ' [HTTP %{http_code}]' "$BASE/healthz" 2>&1 | tr '\n' ' '))"
   exit 1
 fi
 pass "server up on :$PORT, /healthz ok"
@@ -110,7 +111,7 @@ fi
 # ---- one probe per channel, concurrently ---------------------------------
 declare -A PROBE_PID
 for lang in "${LANGS[@]}"; do
-  build/wsprobe --url "$WS/ws/listen?room=main&lang=$lang" --seconds "$PROBE_SECONDS" --json \
+  build/wsprobe --url "$WS/ws/listen?room=main&lang=$lang" --seconds "$PROBE_SECONDS" --json --levels \
     >"$ART/probe-$lang.json" 2>"$ART/probe-$lang.err" &
   PROBE_PID[$lang]=$!
 done
@@ -149,6 +150,7 @@ t, n = r["tones"], sum(r["tones"].values())
 d = r["delay_ms"]
 summary = (f"{r['packets']} pkts, gaps {r['gaps']}, discont {r['discontinuities']}, "
            f"delay p50/p95/p99/max {d['p50']}/{d['p95']}/{d['p99']}/{d['max']} ms, "
+           f"max gap between packets {r['max_interarrival_ms']} ms at {r['max_interarrival_at_s']} s, "
            f"rms {r['rms_dbfs']} dBFS, windows {n}: "
            + " ".join(f"{k}={v}" for k, v in t.items()))
 print(f"      {lang}: {summary}")
@@ -177,6 +179,44 @@ if others:
     problems.append(f"other channels' idents leaked in: {others}")
 if d["p95"] is None or d["p95"] > 200:
     problems.append(f"delivery delay p95 {d['p95']} ms > 200 ms")
+
+# State messages must agree with what is heard: from 300 ms after a state
+# message until the next one (at most 1.5 s), the channel's own ident (state
+# "interpretation") or the floor's (state "floor") dominates.
+tl, at = r["timeline"], r["text_windows"]
+own = {"orig": "o", "en": "e", "hy": "h", "az": "a", "ru": "r", "tr": "t"}[lang]
+states = [(w, json.loads(t)) for w, t in zip(at, r["texts"])]
+states = [(w, m["state"]) for w, m in states if m.get("type") == "state" and m.get("lang") == lang]
+for i, (w, st) in enumerate(states):
+    end = min(states[i + 1][0] if i + 1 < len(states) else len(tl), w + 15)
+    seg = tl[w + 3:end]
+    want = own if st == "interpretation" else "o"
+    if len(seg) >= 3 and seg.count(want) < 0.8 * len(seg):
+        problems.append(f"state {st!r} at {w / 10:.1f} s but heard {seg!r}")
+print(f"      {lang}: states " + ", ".join(f"{st}@{w / 10:.1f}s" for w, st in states))
+
+# Ducking: the floor under a live interpreter is lowered but not muted, and
+# comes back as a ramp (~1 s), never a jump.  Measured after Opus at 32 kbit/s
+# the depth reads deeper than duck-db: a quiet 8 kHz tone next to louder speech
+# and a -40 dBFS ident loses ~14 dB in the codec (offline: a true -55 dBFS reads
+# -69 median), so only "clearly ducked, still present" is asserted.
+if lang != "orig":
+    fl = r["levels_db"]["orig"]
+    def settled(ch, after):  # windows of ch at least `after` windows into a run
+        return [i for i in range(after, len(tl)) if tl[i - after:i + 1] == ch * (after + 1)]
+    full = [fl[i] for i in settled("o", 12)]
+    duck = [fl[i] for i in settled(own, 5)]
+    if len(full) >= 5 and len(duck) >= 5:
+        top, low = sorted(full)[len(full) // 2], sorted(duck)[len(duck) // 2]
+        print(f"      {lang}: floor ident full {top:.1f} dBFS, under the interpreter {low:.1f} ({low - top:.1f} dB)")
+        if top - low < 8 or low < -90:
+            problems.append(f"floor {low - top:.1f} dB under the interpreter: want ducked (>= 8 dB) but not muted")
+        for t in range(1, len(tl) - 12):
+            if tl[t - 1] == own and tl[t] == "o":  # the interpreter went off air
+                ramp = [round(fl[t + k] - top, 1) for k in range(12)]
+                print(f"      {lang}: un-duck at {t / 10:.1f} s, floor vs full per 100 ms: {ramp}")
+                if ramp[0] > -6 or ramp[1] > -3:
+                    problems.append(f"floor jumped back at {t / 10:.1f} s: {ramp[:4]} dB (want a ramp)")
 if problems:
     sys.exit("      why: " + "; ".join(problems[:6]))
 EOF
