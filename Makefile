@@ -92,3 +92,7 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+$(BUILD)/clickbench: tools/clickbench.c | $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0 opus) -lm

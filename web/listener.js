@@ -8,6 +8,10 @@
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
+// No packet for this long on an open socket: assume a dead path (phone roamed
+// to another access point, half-open TCP) and reconnect. The server sends a
+// packet every frame, silence included, so 3 s of nothing is not normal.
+const STALL_MS = 3000;
 const STORE_KEY = 'dragoman.listener';
 const HEADER_BYTES = 16;
 const KIND_OPUS = 1;
@@ -192,14 +196,27 @@ class Session {
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (e) => (typeof e.data === 'string' ? this.onText(e.data) : this.onPacket(e.data));
     ws.onclose = (e) => this.onClose(e);
+    ws.onopen = () => { stats.state = 'connected'; setStatus('Connected, waiting for audio…'); this.watch(); };
     this.ws = ws;
     this.lastSeq = null;
     this.serverError = null;
   }
 
+  // (Re)arm the stall watchdog; called on open and on every packet.
+  watch() {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      if (this.closed || !this.ws) return;
+      this.ws.onclose = null;
+      this.ws.close(1000);
+      this.onClose({ code: 0, stalled: true });
+    }, STALL_MS);
+  }
+
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.stallTimer);
     if (this.ws) { this.ws.onclose = null; this.ws.close(1000); }
     this.closeDecoder();
   }
@@ -223,6 +240,7 @@ class Session {
     const seq = v.getUint32(4);
     const ingressUs = Number(v.getBigUint64(8));
     stats.packets++;
+    this.watch();
     if (stats.packets === 1 || stats.state !== 'playing') { stats.state = 'playing'; setStatus('Playing', 'ok'); }
     this.backoff = RECONNECT_MIN_MS; // data flows: the next drop starts the backoff afresh
 
@@ -279,6 +297,7 @@ class Session {
 
   onClose(e) {
     this.ws = null;
+    clearTimeout(this.stallTimer);
     this.closeDecoder();
     if (this.closed) return;
     // 4503: the server is full. Someone may leave: retry, slowly and at a
@@ -298,7 +317,7 @@ class Session {
       return;
     }
     stats.state = 'reconnecting';
-    setStatus(`Connection lost. Reconnecting in ${(this.backoff / 1000).toFixed(1)} s…`, 'warn');
+    setStatus(`${e.stalled ? 'No audio from the server.' : 'Connection lost.'} Reconnecting in ${(this.backoff / 1000).toFixed(1)} s…`, 'warn');
     this.timer = setTimeout(() => { if (!this.closed) { setStatus('Reconnecting…', 'warn'); this.open(); } }, this.backoff);
     this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
   }

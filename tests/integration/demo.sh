@@ -13,7 +13,8 @@
 #   - negative cases: unknown room or language -> error message + close 4404;
 #     a listener sending binary -> close 1003; the server keeps serving.
 # Run from anywhere after `make` (which builds build/dragoman and build/wsprobe).
-# Artifacts (server log, probe JSON) go to build/test-artifacts/.
+# Artifacts: server log in build/test-artifacts/demo-server.log; probe JSON in
+# build/test-artifacts/demo-PORT/ (kept only when a check fails).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -38,6 +39,9 @@ for _ in $(seq 20); do
 done
 [[ -n $PORT ]] || { echo "FAIL: no free port in 18100-18599"; exit 1; }
 BASE=http://127.0.0.1:$PORT
+# Probe results per run: other sessions may run this test at the same time.
+RUN=$ART/demo-$PORT
+mkdir -p "$RUN"
 WS=ws://127.0.0.1:$PORT
 
 SERVER_PID=
@@ -50,8 +54,10 @@ cleanup() {
     kill -9 "$SERVER_PID" 2>/dev/null || true
   fi
   if ((rc != 0 || failures != 0)); then
-    echo "---- last 40 lines of $LOG"
+    echo "---- last 40 lines of $LOG (probe results kept in $RUN)"
     tail -n 40 "$LOG" 2>/dev/null || true
+  else
+    rm -rf "$RUN"
   fi
 }
 trap cleanup EXIT
@@ -73,7 +79,7 @@ fi
 pass "server up on :$PORT, /healthz ok"
 
 # ---- /api/v1/rooms -------------------------------------------------------
-if curl -fsS "$BASE/api/v1/rooms" >"$ART/rooms.json" && python3 - "$ART/rooms.json" <<'EOF'; then
+if curl -fsS "$BASE/api/v1/rooms" >"$RUN/rooms.json" && python3 - "$RUN/rooms.json" <<'EOF'; then
 import json, sys
 doc = json.load(open(sys.argv[1], encoding="utf-8"))
 want = {"orig": None, "en": "English", "hy": "Հայերեն", "az": "Azərbaycanca",
@@ -105,21 +111,21 @@ if problems:
 EOF
   pass "/api/v1/rooms: room main, channels ${LANGS[*]}, native names"
 else
-  fail "/api/v1/rooms (see $ART/rooms.json)"
+  fail "/api/v1/rooms (see $RUN/rooms.json)"
 fi
 
 # ---- one probe per channel, concurrently ---------------------------------
 declare -A PROBE_PID
 for lang in "${LANGS[@]}"; do
   build/wsprobe --url "$WS/ws/listen?room=main&lang=$lang" --seconds "$PROBE_SECONDS" --json --levels \
-    >"$ART/probe-$lang.json" 2>"$ART/probe-$lang.err" &
+    >"$RUN/probe-$lang.json" 2>"$RUN/probe-$lang.err" &
   PROBE_PID[$lang]=$!
 done
 
 # Listener gauges, read while every probe is connected.
 sleep 3
-curl -fsS "$BASE/metrics" >"$ART/metrics-listening.txt" || true
-if python3 - "$ART/metrics-listening.txt" "${LANGS[@]}" <<'EOF'; then
+curl -fsS "$BASE/metrics" >"$RUN/metrics-listening.txt" || true
+if python3 - "$RUN/metrics-listening.txt" "${LANGS[@]}" <<'EOF'; then
 import re, sys
 text = open(sys.argv[1], encoding="utf-8").read()
 seen = {}
@@ -133,13 +139,13 @@ if bad:
 EOF
   pass "/metrics: dragoman_listeners{room=\"main\",lang=*,transport=\"ws\"} 1 for all ${#LANGS[@]} channels"
 else
-  fail "/metrics listeners while probing (see $ART/metrics-listening.txt)"
+  fail "/metrics listeners while probing (see $RUN/metrics-listening.txt)"
 fi
 
 for lang in "${LANGS[@]}"; do
   rc=0
   wait "${PROBE_PID[$lang]}" || rc=$?
-  if python3 - "$ART/probe-$lang.json" "$lang" "$rc" <<'EOF'; then
+  if python3 - "$RUN/probe-$lang.json" "$lang" "$rc" <<'EOF'; then
 import json, sys
 path, lang, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 try:
@@ -222,15 +228,15 @@ if problems:
 EOF
     pass "probe $lang: hello, sequence and tones"
   else
-    fail "probe $lang (see $ART/probe-$lang.json)"
+    fail "probe $lang (see $RUN/probe-$lang.json)"
   fi
 done
 
 # Gauges must come back down once the probes have gone (no leaked sessions).
 gone=
 for _ in $(seq 25); do # 5 s
-  curl -fsS "$BASE/metrics" >"$ART/metrics-after.txt" 2>/dev/null || true
-  if python3 - "$ART/metrics-after.txt" <<'EOF'; then gone=1; break; fi
+  curl -fsS "$BASE/metrics" >"$RUN/metrics-after.txt" 2>/dev/null || true
+  if python3 - "$RUN/metrics-after.txt" <<'EOF'; then gone=1; break; fi
 import re, sys
 v = [float(m.group(2)) for m in re.finditer(r'^dragoman_listeners\{([^}]*)\}\s+(\S+)',
      open(sys.argv[1], encoding="utf-8").read(), re.M) if 'room="main"' in m.group(1)]
@@ -239,11 +245,11 @@ EOF
   sleep 0.2
 done
 if [[ -n $gone ]]; then pass "/metrics: listeners back to 0 after the probes left"
-else fail "/metrics: listeners not back to 0 (see $ART/metrics-after.txt)"; fi
+else fail "/metrics: listeners not back to 0 (see $RUN/metrics-after.txt)"; fi
 
 # ---- negative cases -------------------------------------------------------
 negative() { # name expected-code url-query [wsprobe options]
-  local name=$1 code=$2 query=$3 out=$ART/probe-neg-$1.json rc=0
+  local name=$1 code=$2 query=$3 out=$RUN/probe-neg-$1.json rc=0
   shift 3
   build/wsprobe --url "$WS/ws/listen?$query" --seconds 5 --json --expect-close="$code" "$@" \
     >"$out" 2>&1 || rc=$?
@@ -278,12 +284,12 @@ negative binary-from-listener 1003 "room=main&lang=hy" --send-binary
 
 # Still serving others after the refusals.
 rc=0
-build/wsprobe --url "$WS/ws/listen?room=main&lang=hy" --seconds 2 --json >"$ART/probe-after.json" || rc=$?
+build/wsprobe --url "$WS/ws/listen?room=main&lang=hy" --seconds 2 --json >"$RUN/probe-after.json" || rc=$?
 if [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]] && ((rc == 0)) &&
-  python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["packets"] < 50)' "$ART/probe-after.json"; then
+  python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["packets"] < 50)' "$RUN/probe-after.json"; then
   pass "still serving after the negative cases (/healthz ok, hy listener gets audio)"
 else
-  fail "server unhealthy after the negative cases (see $ART/probe-after.json)"
+  fail "server unhealthy after the negative cases (see $RUN/probe-after.json)"
 fi
 
 # A clean stop: the operator's Ctrl-C must not hang or crash.
