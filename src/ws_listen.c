@@ -2,6 +2,7 @@
 
 #include <libwebsockets.h>
 #include <string.h>
+#include <sys/socket.h>
 
 GST_DEBUG_CATEGORY_STATIC (listen_debug);
 #define GST_CAT_DEFAULT listen_debug
@@ -85,6 +86,15 @@ dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServ
             g_strdup_printf ("the server is at its limit of %d listeners", server->config->max_listeners));
   } else {
     server->listeners++;
+    /* Bound the kernel's share of the backlog. Left alone, Linux grows a stalled
+     * socket's send buffer to ~4 MB: 13 minutes of a 32 kbit/s channel that
+     * send() keeps accepting, so our soft/hard limits never fire (seen here:
+     * stalled listeners 20 s behind, never resynced). 8 KiB (the kernel doubles
+     * it; each ~100-byte frame costs ~1 KiB of truesize) holds ~300 ms: beyond
+     * that the socket reports full and the fanout's limits take over. */
+    int fd = lws_get_socket_fd (wsi), sndbuf = 8192;
+    if (fd >= 0)
+      setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   }
   if (s->error_code)
     GST_INFO ("listener %p refused: %s", wsi, s->error_message);

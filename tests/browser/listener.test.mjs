@@ -16,7 +16,7 @@ import {
 const IDENT = { orig: 8000, en: 8500, hy: 9000, az: 9500, ru: 10000, tr: 10500 };
 const FREQS = Object.values(IDENT);
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 }; // phone-sized page
-const READY_MS = 25000; // page load + /api/v1/rooms on loopback: normally < 0.5 s
+const READY_MS = 5000; // page load + /api/v1/rooms on loopback: normally < 0.5 s
 const SAMPLE_MS = Number(process.env.LISTENER_SAMPLE_MS || 12000);
 
 let server;
@@ -100,6 +100,8 @@ test('wire: hello, then Opus packets with consecutive sequence numbers', async (
 test('hy plays the 9000 Hz ident (or floor), never another language; switch to tr', async () => {
   const page = await openAndPlay('hy');
   assert(await page.getAttribute('button[data-lang="hy"]', 'aria-pressed') === 'true', 'hy button not pressed');
+  const playHeight = await page.evaluate(() => getComputedStyle(document.querySelector('#stop')).minHeight);
+  assert(playHeight === '64px', `style.css not applied (Stop button min-height ${playHeight}); see the page log`);
   const s0 = await getStats(page);
   const samples = await sampleTones(page, { freqs: FREQS, durationMs: SAMPLE_MS });
   const s1 = await getStats(page);
