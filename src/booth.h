@@ -1,17 +1,42 @@
 /* booth — where a language's interpreters work, feeding one channel.
  *
- * Owner: the room. Main thread only. A "test" booth is a simulated interpreter
- * that goes on and off air on its configured schedule. */
+ * Owner: the room. Main thread only. Kinds, from the booth's `source`:
+ *  - test: a simulated interpreter on a schedule (the demo);
+ *  - rtp/srt (hardware consoles): on air while the console sends (on-air = signal),
+ *    or by hand;
+ *  - browser: up to max-interpreters interpreters over WebRTC; exactly one of them
+ *    is live (handover: request / hand over / take over); the live one puts the
+ *    booth on air, coughs, and every interpreter picks their own return feed
+ *    (floor or relay from another channel). */
 #pragma once
 #include "channel.h"
 #include "config.h"
 
-typedef struct _DragomanBooth DragomanBooth;
+#include <json-glib/json-glib.h>
 
-DragomanBooth *dragoman_booth_new (const DragomanBoothConfig *config, DragomanChannel *channel);
+typedef struct _DragomanBooth DragomanBooth;
+typedef struct _DragomanInterpreter DragomanInterpreter;
+struct _DragomanRoom;
+
+DragomanBooth *dragoman_booth_new (const DragomanBoothConfig *config, DragomanChannel *channel,
+                                   struct _DragomanRoom *room);
 void dragoman_booth_free (DragomanBooth *booth);
-/* start the on/off-air schedule (test booths) */
+/* the booth's source bin is in the pipeline: find its pieces */
+void dragoman_booth_set_source (DragomanBooth *booth, GstElement *bin);
+/* start the on/off-air schedule (test booths) or the signal watch */
 void dragoman_booth_start (DragomanBooth *booth);
 void dragoman_booth_set_on_air (DragomanBooth *booth, gboolean on_air);
 gboolean dragoman_booth_is_on_air (DragomanBooth *booth);
 const char *dragoman_booth_get_lang (DragomanBooth *booth);
+const DragomanBoothConfig *dragoman_booth_get_config (DragomanBooth *booth);
+
+/* browser booths: the /ws/booth session's side */
+typedef void (*DragomanBoothSendFunc) (gpointer session, const char *json);
+#define DRAGOMAN_BOOTH_ERROR (g_quark_from_static_string ("dragoman-booth"))
+typedef enum { DRAGOMAN_BOOTH_ERROR_FULL, DRAGOMAN_BOOTH_ERROR_NOT_BROWSER } DragomanBoothError;
+DragomanInterpreter *dragoman_booth_join (DragomanBooth *booth, const char *name, DragomanBoothSendFunc send,
+                                          gpointer session, GError **error);
+void dragoman_booth_leave (DragomanBooth *booth, DragomanInterpreter *interpreter);
+/* every message after the join: offer, ice and the console's actions */
+void dragoman_booth_handle (DragomanBooth *booth, DragomanInterpreter *interpreter, JsonObject *message);
+guint dragoman_booth_n_interpreters (DragomanBooth *booth);

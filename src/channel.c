@@ -114,12 +114,18 @@ apply (DragomanChannel *ch, GstClockTime at, gboolean was_ducked)
 }
 
 void
-dragoman_channel_set_input (DragomanChannel *ch, gboolean on_air, gboolean cough, gboolean force_floor,
-                            GstClockTime at)
+dragoman_channel_set_input (DragomanChannel *ch, gboolean on_air, gboolean cough, GstClockTime at)
 {
   gboolean was = ch->on_air && !ch->force_floor;
   ch->on_air = on_air;
   ch->cough = cough;
+  apply (ch, at, was);
+}
+
+void
+dragoman_channel_set_force_floor (DragomanChannel *ch, gboolean force_floor, GstClockTime at)
+{
+  gboolean was = ch->on_air && !ch->force_floor;
   ch->force_floor = force_floor;
   apply (ch, at, was);
 }

@@ -36,8 +36,9 @@ const char *dragoman_channel_get_lang (DragomanChannel *channel);
 
 /* Main thread. `at` is the running time the change applies from;
  * GST_CLOCK_TIME_NONE = now (the bin's pipeline clock). */
-void dragoman_channel_set_input (DragomanChannel *channel, gboolean on_air, gboolean cough, gboolean force_floor,
-                                 GstClockTime at);
+void dragoman_channel_set_input (DragomanChannel *channel, gboolean on_air, gboolean cough, GstClockTime at);
+/* the AV crew's override: the floor alone, whatever the booth does */
+void dragoman_channel_set_force_floor (DragomanChannel *channel, gboolean force_floor, GstClockTime at);
 void dragoman_channel_set_duck_db (DragomanChannel *channel, double duck_db, GstClockTime at);
 DragomanChannelMode dragoman_channel_get_mode (DragomanChannel *channel);
 const char *dragoman_channel_mode_name (DragomanChannelMode mode);

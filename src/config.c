@@ -35,7 +35,8 @@ dragoman_language_lookup (const char *code)
   return NULL;
 }
 
-static const char *const server_keys[] = { "address", "port", "web-root", "pipelines", "media", NULL };
+static const char *const server_keys[] = { "address", "port", "web-root", "pipelines", "media", "admin-token", NULL };
+static const char *const webrtc_keys[] = { "stun-server", "turn-server", "ice-addresses", NULL };
 static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
 static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
                                          "opus-bitrate", "duck-db", NULL };
@@ -162,6 +163,7 @@ booth_free (gpointer data)
   g_free (b->lang);
   g_free (b->source);
   g_free (b->on_air);
+  g_free (b->token);
   g_clear_pointer (&b->vars, g_hash_table_unref);
   g_free (b);
 }
@@ -257,6 +259,17 @@ parse_booth (Parser *p, DragomanConfig *c, const char *group, const char *spec)
     return fail (p, group, "on-air", "'%s' is not one of schedule, always, signal, manual", b->on_air);
   if (g_str_equal (b->on_air, "schedule") && !scheduled)
     return fail (p, group, "on-air", "schedule needs on-air-seconds and off-air-seconds");
+  /* two interpreters per booth is the profession's norm (they swap every ~30 min) */
+  if (!get_int (p, group, "max-interpreters", 2, 1, 8, &b->max_interpreters))
+    return FALSE;
+  /* 30 ms rides out home broadband's usual jitter; lower it on a wired LAN */
+  if (!get_int (p, group, "jitter-ms", 30, 0, 1000, &b->jitter_ms))
+    return FALSE;
+  b->token = get_string (p, group, "token", NULL);
+  if (g_str_equal (b->source, "browser") && (!b->token || strlen (b->token) < 8))
+    return fail (p, group, "token", "a browser booth needs a token of at least 8 characters");
+  if (g_str_equal (b->on_air, "schedule") && g_str_equal (b->source, "browser"))
+    return fail (p, group, "on-air", "browser booths are put on air by their interpreters");
   return TRUE;
 }
 
@@ -304,6 +317,23 @@ parse (Parser *p, const char *const *overrides)
       !get_int (p, g, "hard-limit-ms", 4000, 200, 20000, &c->listen_hard_limit_ms) ||
       !get_int (p, g, "max-listeners", 5000, 1, 100000, &c->max_listeners))
     return NULL;
+  c->admin_token = get_string (p, "server", "admin-token", NULL);
+  if (c->admin_token && strlen (c->admin_token) < 8) {
+    fail (p, "server", "admin-token", "must be at least 8 characters");
+    return NULL;
+  }
+  g = "webrtc";
+  if (!check_keys (p, g, webrtc_keys))
+    return NULL;
+  c->stun_server = get_string (p, g, "stun-server", NULL);
+  c->turn_server = get_string (p, g, "turn-server", NULL);
+  g_autofree char *ice = get_string (p, g, "ice-addresses", "");
+  c->ice_addresses = g_strsplit_set (g_strstrip (ice), " ,;", -1);
+  if (!*ice) {
+    g_strfreev (c->ice_addresses);
+    c->ice_addresses = g_new0 (char *, 1);
+  }
+  g = "listen";
   if (c->listen_hard_limit_ms <= c->listen_soft_limit_ms) {
     fail (p, g, "hard-limit-ms", "must be greater than soft-limit-ms (%d)", c->listen_soft_limit_ms);
     return NULL;
@@ -316,7 +346,8 @@ parse (Parser *p, const char *const *overrides)
       return NULL;
   for (guint i = 0; groups[i]; i++) {
     const char *grp = groups[i];
-    if (g_str_equal (grp, "server") || g_str_equal (grp, "listen") || g_str_has_prefix (grp, "room "))
+    if (g_str_equal (grp, "server") || g_str_equal (grp, "listen") || g_str_equal (grp, "webrtc") ||
+        g_str_has_prefix (grp, "room "))
       continue;
     if (g_str_has_prefix (grp, "booth ")) {
       if (!parse_booth (p, c, grp, grp + 6))
@@ -425,6 +456,10 @@ dragoman_config_free (DragomanConfig *c)
   g_free (c->web_root);
   g_free (c->pipeline_dir);
   g_free (c->media_dir);
+  g_free (c->admin_token);
+  g_free (c->stun_server);
+  g_free (c->turn_server);
+  g_strfreev (c->ice_addresses);
   g_clear_pointer (&c->rooms, g_ptr_array_unref);
   g_free (c);
 }

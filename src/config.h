@@ -19,6 +19,9 @@ typedef struct {
   char *source;          /* pipelines/booth-<source>.pipeline */
   GHashTable *vars;      /* every key of the group, for ${key} in the pipeline */
   char *on_air;          /* "schedule", "always", "signal" or "manual" */
+  char *token;           /* browser booths: what an interpreter signs in with */
+  int max_interpreters;  /* browser booths */
+  int jitter_ms;         /* browser booths: WebRTC jitter buffer */
   double on_air_seconds; /* "test" booths: scheduled on/off air; 0 = always on */
   double off_air_seconds;
   double schedule_offset;
@@ -48,6 +51,10 @@ typedef struct {
   int listen_soft_limit_ms;
   int listen_hard_limit_ms;
   int max_listeners;
+  char *admin_token;   /* the control page; NULL: no control page */
+  char *stun_server;   /* webrtcbin's stun-server, e.g. stun://stun.example.org:3478 */
+  char *turn_server;   /* turn(s)://user:pass@host:port */
+  char **ice_addresses; /* local addresses ICE may use; empty: all */
   GPtrArray *rooms; /* DragomanRoomConfig* */
 } DragomanConfig;
 

@@ -46,6 +46,7 @@ struct _DragomanListener {
   gboolean discont; /* the next frame sent must carry the discontinuity flag */
   gboolean closed;
   guint state_sent; /* generation of the state text this listener has */
+  gboolean counted;
 };
 
 struct _DragomanFanout {
@@ -278,17 +279,25 @@ dragoman_fanout_dispatch (DragomanFanout *f)
 }
 
 DragomanListener *
-dragoman_fanout_add (DragomanFanout *f, const DragomanSinkFuncs *funcs, gpointer sink)
+dragoman_fanout_add_full (DragomanFanout *f, const DragomanSinkFuncs *funcs, gpointer sink, gboolean counted)
 {
   DragomanListener *l = g_new0 (DragomanListener, 1);
   l->funcs = funcs;
   l->sink = sink;
+  l->counted = counted;
   /* start one burst behind the live edge so the page's jitter buffer fills at once */
   l->next = f->head > f->burst ? f->head - f->burst : 0;
   g_ptr_array_add (f->listeners, l);
-  f->stats.listeners = f->listeners->len;
+  if (counted)
+    f->stats.listeners++;
   feed (f, l);
   return l;
+}
+
+DragomanListener *
+dragoman_fanout_add (DragomanFanout *f, const DragomanSinkFuncs *funcs, gpointer sink)
+{
+  return dragoman_fanout_add_full (f, funcs, sink, TRUE);
 }
 
 void
@@ -308,9 +317,11 @@ void
 dragoman_fanout_remove (DragomanFanout *f, DragomanListener *l)
 {
   /* O(listeners) but only on disconnect; order does not matter */
-  if (g_ptr_array_remove_fast (f->listeners, l))
+  if (g_ptr_array_remove_fast (f->listeners, l)) {
+    if (l->counted)
+      f->stats.listeners--;
     g_free (l);
-  f->stats.listeners = f->listeners->len;
+  }
 }
 
 void

@@ -40,7 +40,7 @@ typedef struct {
   guint64 resyncs;         /* listeners skipped to the live edge (soft limit) */
   guint64 frames_skipped;  /* frames those resyncs dropped */
   guint64 slow_disconnects;/* listeners closed at the hard limit */
-  guint listeners;
+  guint listeners;          /* audience only: not the booths' return feeds */
 } DragomanFanoutStats;
 
 DragomanFanout *dragoman_fanout_new (const char *name, guint frame_ms, guint headroom, guint burst_ms,
@@ -58,6 +58,9 @@ gboolean dragoman_fanout_push (DragomanFanout *fanout, const guint8 *opus, gsize
 void dragoman_fanout_set_state (DragomanFanout *fanout, const char *json);
 guint dragoman_fanout_dispatch (DragomanFanout *fanout);
 DragomanListener *dragoman_fanout_add (DragomanFanout *fanout, const DragomanSinkFuncs *funcs, gpointer sink);
+/* counted FALSE: an internal listener (a booth's return feed), not in stats.listeners */
+DragomanListener *dragoman_fanout_add_full (DragomanFanout *fanout, const DragomanSinkFuncs *funcs, gpointer sink,
+                                            gboolean counted);
 void dragoman_fanout_remove (DragomanFanout *fanout, DragomanListener *listener);
 /* the listener's socket can take more */
 void dragoman_fanout_writable (DragomanFanout *fanout, DragomanListener *listener);

@@ -11,6 +11,7 @@
 #include "http.h"
 
 #include "metrics.h"
+#include "ws_booth.h"
 #include "ws_listen.h"
 
 #include <libwebsockets.h>
@@ -19,12 +20,13 @@
 GST_DEBUG_CATEGORY_STATIC (http_debug);
 #define GST_CAT_DEFAULT http_debug
 
-typedef enum { WS_NONE, WS_LISTEN } WsKind;
+typedef enum { WS_NONE, WS_LISTEN, WS_BOOTH } WsKind;
 
 typedef struct {
   WsKind kind;
   union {
     DragomanListenSession listen;
+    DragomanBoothSession booth;
   };
 } WsSession;
 
@@ -74,6 +76,10 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
       s->kind = WS_LISTEN;
       return dragoman_ws_listen_open (&s->listen, wsi, server);
     }
+    if (g_str_equal (uri, "/ws/booth")) {
+      s->kind = WS_BOOTH;
+      return dragoman_ws_booth_open (&s->booth, wsi, server);
+    }
     GST_INFO ("WebSocket to unknown path '%s': closing 4404", uri);
     lws_close_reason (wsi, 4404, (unsigned char *) "no such endpoint", 16);
     return -1;
@@ -82,16 +88,22 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (s->kind == WS_LISTEN)
       return dragoman_ws_listen_writable (&s->listen);
+    if (s->kind == WS_BOOTH)
+      return dragoman_ws_booth_writable (&s->booth);
     return 0;
 
   case LWS_CALLBACK_RECEIVE:
     if (s->kind == WS_LISTEN)
       return dragoman_ws_listen_receive (&s->listen, in, len, lws_frame_is_binary (wsi));
+    if (s->kind == WS_BOOTH)
+      return dragoman_ws_booth_receive (&s->booth, in, len, lws_frame_is_binary (wsi), lws_is_final_fragment (wsi));
     return 0;
 
   case LWS_CALLBACK_CLOSED:
     if (s->kind == WS_LISTEN)
       dragoman_ws_listen_close (&s->listen);
+    else if (s->kind == WS_BOOTH)
+      dragoman_ws_booth_close (&s->booth);
     s->kind = WS_NONE;
     return 0;
 

@@ -32,6 +32,12 @@ print_urls (DragomanServer *server)
     for (guint j = 0; rc->langs[j]; j++)
       g_print (" %s", rc->langs[j]);
     g_print (")\n");
+    for (guint j = 0; j < rc->booths->len; j++) {
+      const DragomanBoothConfig *bc = rc->booths->pdata[j];
+      if (g_str_equal (bc->source, "browser"))
+        g_print ("  room %-8s booth %s: http://%s:%d/booth?room=%s&booth=%s (token in %s)\n", rc->id, bc->lang, host,
+                 c->port, rc->id, bc->lang, c->path);
+    }
   }
   g_print ("  metrics: http://%s:%d/metrics   rooms: http://%s:%d/api/v1/rooms\n", host, c->port, host, c->port);
   g_print ("Press Ctrl-C to stop.\n");
@@ -73,6 +79,7 @@ main (int argc, char **argv)
   server.loop = g_main_loop_new (NULL, FALSE);
   server.started_us = g_get_monotonic_time ();
   server.rooms = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_room_free);
+  server.auth = dragoman_auth_limiter_new ();
   int status = EXIT_SUCCESS;
 
   for (guint i = 0; i < server.config->rooms->len; i++) {
@@ -102,11 +109,14 @@ main (int argc, char **argv)
   g_main_loop_run (server.loop);
 
 out:
-  /* pipelines first, so no streaming thread wakes a destroyed socket context */
+  /* pipelines first, so no streaming thread wakes a destroyed socket context;
+   * sessions closed after that must not touch the rooms */
+  server.stopping = TRUE;
   g_ptr_array_set_size (server.rooms, 0);
   dragoman_http_stop (&server);
   g_ptr_array_unref (server.rooms);
   g_main_loop_unref (server.loop);
+  dragoman_auth_limiter_free (server.auth);
   dragoman_config_free (server.config);
   return status;
 }

@@ -17,6 +17,7 @@ GST_DEBUG_CATEGORY_STATIC (room_debug);
 #define PCM_CAPS "audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
 
 struct _DragomanRoom {
+  const DragomanConfig *server_config;
   const DragomanRoomConfig *config;
   GstElement *pipeline;
   GstElement *floor_tee;
@@ -124,6 +125,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
 
   DragomanRoom *room = g_new0 (DragomanRoom, 1);
   room->config = rc;
+  room->server_config = config;
   room->channels = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_channel_free);
   room->fanouts = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_fanout_free);
   room->booths = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_booth_free);
@@ -184,7 +186,9 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     g_autoptr (GstPad) baudio = gst_element_get_static_pad (bbin, "audio");
     GstElement *voice = normalise (room->pipeline, baudio, booth_name);
     gst_element_link_pads (voice, "src", cbin, "voice");
-    g_ptr_array_add (room->booths, dragoman_booth_new (bc, ch));
+    DragomanBooth *booth = dragoman_booth_new (bc, ch, room);
+    dragoman_booth_set_source (booth, bbin);
+    g_ptr_array_add (room->booths, booth);
   }
 
   g_autoptr (GstBus) bus = gst_pipeline_get_bus (GST_PIPELINE (room->pipeline));
@@ -260,4 +264,16 @@ dragoman_room_find_booth (DragomanRoom *room, const char *lang)
     if (g_strcmp0 (dragoman_booth_get_lang (room->booths->pdata[i]), lang) == 0)
       return room->booths->pdata[i];
   return NULL;
+}
+
+GstElement *
+dragoman_room_get_pipeline (DragomanRoom *room)
+{
+  return room->pipeline;
+}
+
+const DragomanConfig *
+dragoman_room_get_server_config (DragomanRoom *room)
+{
+  return room->server_config;
 }

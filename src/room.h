@@ -20,3 +20,5 @@ guint dragoman_room_n_channels (DragomanRoom *room);
 DragomanChannel *dragoman_room_get_channel (DragomanRoom *room, guint index);
 DragomanChannel *dragoman_room_find_channel (DragomanRoom *room, const char *lang);
 DragomanBooth *dragoman_room_find_booth (DragomanRoom *room, const char *lang);
+GstElement *dragoman_room_get_pipeline (DragomanRoom *room);
+const DragomanConfig *dragoman_room_get_server_config (DragomanRoom *room);

@@ -3,6 +3,7 @@
  * Everything here is ONLY read or written from the main thread, which runs the
  * GLib main loop and, on it, libwebsockets' service. */
 #pragma once
+#include "auth.h"
 #include "config.h"
 #include "room.h"
 
@@ -21,6 +22,8 @@ typedef struct {
   GMainLoop *loop;
   gint64 started_us; /* g_get_monotonic_time () at start */
   guint listeners;   /* WebSocket listeners, all rooms */
+  DragomanAuthLimiter *auth;
+  gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   DragomanServerCounters counters;
 } DragomanServer;
 

@@ -155,7 +155,7 @@ dragoman_ws_listen_receive (DragomanListenSession *s, const void *in, size_t len
 void
 dragoman_ws_listen_close (DragomanListenSession *s)
 {
-  if (s->listener)
+  if (s->listener && !s->server->stopping)
     dragoman_fanout_remove (dragoman_channel_get_fanout (s->channel), s->listener);
   if (s->room && s->channel && !s->error_code)
     s->server->listeners--;

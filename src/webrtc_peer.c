@@ -1,0 +1,373 @@
+/* webrtc_peer — see the header. Flow (DESIGN.md facts, checked here):
+ *   offer → set-remote-description → create-answer → set-local-description →
+ *   answer to the browser; trickle ICE both ways.
+ * The return feed's sink pad is requested before the offer arrives, so webrtcbin
+ * matches it to the browser's sendrecv audio m-line and sends on it. */
+#include "webrtc_peer.h"
+
+#include <gst/app/gstappsrc.h>
+#include <gst/sdp/sdp.h>
+#define GST_USE_UNSTABLE_API
+#include <gst/webrtc/webrtc.h>
+#include <json-glib/json-glib.h>
+
+GST_DEBUG_CATEGORY_STATIC (peer_debug);
+#define GST_CAT_DEFAULT peer_debug
+
+#define PCM_CAPS "audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
+#define RTP_CAPS "application/x-rtp,media=audio,encoding-name=OPUS,payload=96,clock-rate=48000"
+
+struct _DragomanWebrtcPeer {
+  gint refs;
+  char *name;
+  GstElement *pipeline, *bin, *webrtc, *ret_src, *voice_target;
+  GstPad *voice_pad; /* request pad on voice_target, once media flows */
+  const DragomanWebrtcPeerCallbacks *cb;
+  gpointer owner;
+  gboolean closed; /* main thread: no more callbacks */
+};
+
+static DragomanWebrtcPeer *
+peer_ref (DragomanWebrtcPeer *p)
+{
+  g_atomic_int_inc (&p->refs);
+  return p;
+}
+
+static void
+peer_unref (gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  if (!g_atomic_int_dec_and_test (&p->refs))
+    return;
+  g_free (p->name);
+  g_free (p);
+}
+
+static void
+peer_closure_unref (gpointer data, GClosure *closure)
+{
+  peer_unref (data);
+}
+
+/* ---- marshalling to the main thread ------------------------------------- */
+
+typedef struct {
+  DragomanWebrtcPeer *peer;
+  char *json;
+  GstPad *pad;
+  char *ice_state;
+} Call;
+
+static gboolean
+run_call (gpointer data)
+{
+  Call *c = data;
+  DragomanWebrtcPeer *p = c->peer;
+  if (!p->closed) {
+    if (c->json)
+      p->cb->send_json (p->owner, c->json);
+    if (c->pad) {
+      p->voice_pad = gst_object_ref (c->pad);
+      p->cb->media (p->owner, c->pad);
+    }
+    if (c->ice_state)
+      p->cb->ice_state (p->owner, c->ice_state);
+  }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+free_call (gpointer data)
+{
+  Call *c = data;
+  peer_unref (c->peer);
+  g_free (c->json);
+  g_clear_object (&c->pad);
+  g_free (c->ice_state);
+  g_free (c);
+}
+
+static void
+to_main (DragomanWebrtcPeer *p, char *json, GstPad *pad, const char *ice_state)
+{
+  Call *c = g_new0 (Call, 1);
+  c->peer = peer_ref (p);
+  c->json = json;
+  c->pad = pad ? gst_object_ref (pad) : NULL;
+  c->ice_state = g_strdup (ice_state);
+  g_idle_add_full (G_PRIORITY_HIGH, run_call, c, free_call);
+}
+
+static char *
+json_message (const char *type, const char *key, const char *value, const char *int_key, gint64 int_value)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, type);
+  json_builder_set_member_name (b, key);
+  json_builder_add_string_value (b, value);
+  if (int_key) {
+    json_builder_set_member_name (b, int_key);
+    json_builder_add_int_value (b, int_value);
+  }
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  return json_to_string (root, FALSE);
+}
+
+/* ---- webrtcbin callbacks (GStreamer threads) ----------------------------- */
+
+static void
+on_ice_candidate (GstElement *webrtc, guint mline, char *candidate, gpointer data)
+{
+  to_main (data, json_message ("ice", "candidate", candidate, "sdpMLineIndex", mline), NULL, NULL);
+}
+
+static void
+on_ice_state (GstElement *webrtc, GParamSpec *pspec, gpointer data)
+{
+  GstWebRTCICEConnectionState state;
+  g_object_get (webrtc, "ice-connection-state", &state, NULL);
+  static const char *names[] = { "new", "checking", "connected", "completed", "failed", "disconnected", "closed" };
+  if ((guint) state < G_N_ELEMENTS (names))
+    to_main (data, NULL, NULL, names[state]);
+}
+
+static void
+on_answer_created (GstPromise *promise, gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  GstWebRTCSessionDescription *answer = NULL;
+  const GstStructure *reply = gst_promise_get_reply (promise);
+  if (reply)
+    gst_structure_get (reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &answer, NULL);
+  if (!answer) {
+    GST_WARNING ("%s: webrtcbin could not answer the offer", p->name);
+    to_main (p, json_message ("error", "code", "bad-sdp", NULL, 0), NULL, NULL);
+    gst_promise_unref (promise);
+    return;
+  }
+  g_signal_emit_by_name (p->webrtc, "set-local-description", answer, NULL);
+  g_autofree char *text = gst_sdp_message_as_text (answer->sdp);
+  to_main (p, json_message ("answer", "sdp", text, NULL, 0), NULL, NULL);
+  gst_webrtc_session_description_free (answer);
+  gst_promise_unref (promise);
+}
+
+static void
+on_remote_set (GstPromise *promise, gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  const GstStructure *reply = gst_promise_get_reply (promise);
+  GError *err = NULL;
+  if (reply && gst_structure_get (reply, "error", G_TYPE_ERROR, &err, NULL)) {
+    GST_WARNING ("%s: offer refused by webrtcbin: %s", p->name, err->message);
+    to_main (p, json_message ("error", "code", "bad-sdp", NULL, 0), NULL, NULL);
+    g_error_free (err);
+    gst_promise_unref (promise);
+    return;
+  }
+  gst_promise_unref (promise);
+  GstPromise *next = gst_promise_new_with_change_func (on_answer_created, peer_ref (p), peer_unref);
+  g_signal_emit_by_name (p->webrtc, "create-answer", NULL, next);
+}
+
+static GstElement *
+add (GstBin *bin, const char *factory)
+{
+  GstElement *e = gst_element_factory_make (factory, NULL);
+  gst_bin_add (bin, e);
+  return e;
+}
+
+/* the microphone: decode and hand it to the booth */
+static void
+on_pad_added (GstElement *webrtc, GstPad *pad, gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  if (GST_PAD_DIRECTION (pad) != GST_PAD_SRC)
+    return;
+  GstBin *bin = GST_BIN (p->bin);
+  GstElement *depay = add (bin, "rtpopusdepay");
+  GstElement *dec = add (bin, "opusdec");
+  GstElement *conv = add (bin, "audioconvert");
+  GstElement *res = add (bin, "audioresample");
+  GstElement *caps = add (bin, "capsfilter");
+  /* PLC covers a lost packet; in-band FEC recovers it from the next one */
+  g_object_set (dec, "plc", TRUE, "use-inband-fec", TRUE, NULL);
+  g_autoptr (GstCaps) c = gst_caps_from_string (PCM_CAPS);
+  g_object_set (caps, "caps", c, NULL);
+  gst_element_link_many (depay, dec, conv, res, caps, NULL);
+  g_autoptr (GstPad) sink = gst_element_get_static_pad (depay, "sink");
+  if (gst_pad_link (pad, sink) != GST_PAD_LINK_OK) {
+    GST_WARNING ("%s: cannot decode the incoming stream", p->name);
+    return;
+  }
+  GstPad *target = gst_element_request_pad_simple (p->voice_target, "sink_%u");
+  g_autoptr (GstPad) src = gst_element_get_static_pad (caps, "src");
+  g_autoptr (GstPad) ghost = gst_ghost_pad_new (NULL, src);
+  gst_pad_set_active (ghost, TRUE);
+  gst_element_add_pad (p->bin, ghost);
+  gst_pad_link (ghost, target);
+  gst_element_sync_state_with_parent (depay);
+  gst_element_sync_state_with_parent (dec);
+  gst_element_sync_state_with_parent (conv);
+  gst_element_sync_state_with_parent (res);
+  gst_element_sync_state_with_parent (caps);
+  GST_INFO ("%s: microphone connected", p->name);
+  to_main (p, NULL, target, NULL);
+  gst_object_unref (target);
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+DragomanWebrtcPeer *
+dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *voice_target,
+                          const DragomanConfig *config, int jitter_ms, const DragomanWebrtcPeerCallbacks *callbacks,
+                          gpointer owner)
+{
+  if (!peer_debug)
+    GST_DEBUG_CATEGORY_INIT (peer_debug, "dragoman-webrtc", 0, "dragoman WebRTC peers");
+  DragomanWebrtcPeer *p = g_new0 (DragomanWebrtcPeer, 1);
+  p->refs = 1;
+  p->name = g_strdup (name);
+  p->pipeline = pipeline;
+  p->voice_target = voice_target;
+  p->cb = callbacks;
+  p->owner = owner;
+  p->bin = gst_bin_new (name);
+  GstBin *bin = GST_BIN (p->bin);
+
+  p->webrtc = add (bin, "webrtcbin");
+  g_object_set (p->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", (guint) jitter_ms, NULL);
+  if (config->stun_server)
+    g_object_set (p->webrtc, "stun-server", config->stun_server, NULL);
+  if (config->turn_server)
+    g_object_set (p->webrtc, "turn-server", config->turn_server, NULL);
+  GstWebRTCICE *ice = NULL;
+  g_object_get (p->webrtc, "ice-agent", &ice, NULL);
+  for (guint i = 0; ice && config->ice_addresses[i]; i++) {
+    gboolean ok;
+    g_signal_emit_by_name (ice, "add-local-ip-address", config->ice_addresses[i], &ok);
+  }
+  g_clear_object (&ice);
+
+  /* return feed: the channel's Opus packets, stamped on arrival */
+  p->ret_src = add (bin, "appsrc");
+  g_autoptr (GstCaps) opus = gst_caps_from_string ("audio/x-opus,channel-mapping-family=0,channels=1,rate=48000");
+  g_object_set (p->ret_src, "is-live", TRUE, "do-timestamp", TRUE, "format", GST_FORMAT_TIME, "caps", opus,
+                "max-buffers", (guint64) 10, "leaky-type", 2 /* downstream: drop old */, NULL);
+  GstElement *pay = add (bin, "rtpopuspay");
+  g_object_set (pay, "pt", 96, NULL);
+  GstElement *rtpcaps = add (bin, "capsfilter");
+  g_autoptr (GstCaps) rc = gst_caps_from_string (RTP_CAPS);
+  g_object_set (rtpcaps, "caps", rc, NULL);
+  gst_element_link_many (p->ret_src, pay, rtpcaps, NULL);
+  GstPad *wsink = gst_element_request_pad_simple (p->webrtc, "sink_%u");
+  g_autoptr (GstPad) rsrc = gst_element_get_static_pad (rtpcaps, "src");
+  gst_pad_link (rsrc, wsink);
+  GstWebRTCRTPTransceiver *trans = NULL;
+  g_object_get (wsink, "transceiver", &trans, NULL);
+  if (trans) {
+    g_object_set (trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV, NULL);
+    g_object_unref (trans);
+  }
+  gst_object_unref (wsink);
+
+  g_signal_connect_data (p->webrtc, "on-ice-candidate", G_CALLBACK (on_ice_candidate), peer_ref (p),
+                         peer_closure_unref, 0);
+  g_signal_connect_data (p->webrtc, "notify::ice-connection-state", G_CALLBACK (on_ice_state), peer_ref (p),
+                         peer_closure_unref, 0);
+  g_signal_connect_data (p->webrtc, "pad-added", G_CALLBACK (on_pad_added), peer_ref (p),
+                         peer_closure_unref, 0);
+  gst_bin_add (GST_BIN (pipeline), p->bin);
+  gst_element_sync_state_with_parent (p->bin);
+  return p;
+}
+
+gboolean
+dragoman_webrtc_peer_offer (DragomanWebrtcPeer *p, const char *sdp_text, GError **error)
+{
+  GstSDPMessage *sdp = NULL;
+  if (gst_sdp_message_new_from_text (sdp_text, &sdp) != GST_SDP_OK || gst_sdp_message_medias_len (sdp) == 0) {
+    if (sdp)
+      gst_sdp_message_free (sdp);
+    g_set_error (error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT, "the offer is not valid SDP with media");
+    return FALSE;
+  }
+  GstWebRTCSessionDescription *offer = gst_webrtc_session_description_new (GST_WEBRTC_SDP_TYPE_OFFER, sdp);
+  GstPromise *promise = gst_promise_new_with_change_func (on_remote_set, peer_ref (p), peer_unref);
+  g_signal_emit_by_name (p->webrtc, "set-remote-description", offer, promise);
+  gst_webrtc_session_description_free (offer);
+  return TRUE;
+}
+
+void
+dragoman_webrtc_peer_add_ice (DragomanWebrtcPeer *p, guint mline, const char *candidate)
+{
+  if (!candidate || !*candidate)
+    return; /* end of candidates */
+  g_signal_emit_by_name (p->webrtc, "add-ice-candidate", mline, candidate);
+}
+
+void
+dragoman_webrtc_peer_free (DragomanWebrtcPeer *p)
+{
+  if (!p)
+    return;
+  p->closed = TRUE;
+  g_signal_handlers_disconnect_by_data (p->webrtc, p);
+  if (p->voice_pad) {
+    GstPad *peer = gst_pad_get_peer (p->voice_pad);
+    if (peer) {
+      gst_pad_unlink (peer, p->voice_pad);
+      gst_object_unref (peer);
+    }
+    gst_element_release_request_pad (p->voice_target, p->voice_pad);
+    g_clear_object (&p->voice_pad);
+  }
+  gst_element_set_locked_state (p->bin, TRUE);
+  gst_element_set_state (p->bin, GST_STATE_NULL);
+  gst_bin_remove (GST_BIN (p->pipeline), p->bin);
+  GST_INFO ("%s: closed", p->name);
+  peer_unref (p);
+}
+
+/* ---- return feed as a fanout sink ----------------------------------------- */
+
+static DragomanWriteResult
+ret_write (gpointer sink, guint8 *data, gsize len)
+{
+  DragomanWebrtcPeer *p = sink;
+  if (len <= DRAGOMAN_HEADER_BYTES)
+    return DRAGOMAN_WRITE_OK;
+  GstBuffer *buf = gst_buffer_new_memdup (data + DRAGOMAN_HEADER_BYTES, len - DRAGOMAN_HEADER_BYTES);
+  gst_app_src_push_buffer (GST_APP_SRC (p->ret_src), buf);
+  return DRAGOMAN_WRITE_OK;
+}
+
+static DragomanWriteResult
+ret_write_text (gpointer sink, guint8 *data, gsize len)
+{
+  return DRAGOMAN_WRITE_OK; /* channel state: the booth page gets its own */
+}
+
+static void
+ret_request_writable (gpointer sink)
+{
+}
+
+static void
+ret_close (gpointer sink, guint16 code, const char *reason)
+{
+}
+
+static const DragomanSinkFuncs ret_funcs = { ret_write, ret_write_text, ret_request_writable, ret_close };
+
+const DragomanSinkFuncs *
+dragoman_webrtc_peer_return_funcs (void)
+{
+  return &ret_funcs;
+}

@@ -1,0 +1,25 @@
+/* ws_booth — /ws/booth?room=R&booth=L: an interpreter's console and WebRTC
+ * signalling (docs/protocol.md). The token comes in the first message; a wrong
+ * one is refused (4401), counted per address and rate-limited. */
+#pragma once
+#include "booth.h"
+#include "server.h"
+
+struct lws;
+
+typedef struct {
+  struct lws *wsi;
+  DragomanServer *server;
+  DragomanBooth *booth;
+  DragomanInterpreter *interpreter; /* NULL until joined */
+  GQueue *out;                      /* char* JSON waiting for WRITEABLE; bounded */
+  GString *in;                      /* a message being reassembled from fragments */
+  guint16 close_code;               /* non-zero: close after the queue drains */
+  char *close_reason;
+  char address[64];
+} DragomanBoothSession;
+
+int dragoman_ws_booth_open (DragomanBoothSession *s, struct lws *wsi, DragomanServer *server);
+int dragoman_ws_booth_receive (DragomanBoothSession *s, const void *in, size_t len, gboolean binary, gboolean final);
+int dragoman_ws_booth_writable (DragomanBoothSession *s);
+void dragoman_ws_booth_close (DragomanBoothSession *s);
