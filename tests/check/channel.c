@@ -95,7 +95,7 @@ GST_START_TEST (test_on_air_ducks_floor)
   Fixture f;
   setup (&f, -15);
   run (&f, 100, 10000, 20000);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, f.ts);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, f.ts);
   /* after the 300 ms duck ramp: voice + floor at -15 dB (0.1778) */
   gint16 v = run (&f, 400, 10000, 20000);
   fail_unless (abs (v - (20000 + 1778)) <= 3, "on air: got %d, want %d", v, 20000 + 1778);
@@ -110,9 +110,9 @@ GST_START_TEST (test_off_air_floor_fades_back_over_a_second)
 {
   Fixture f;
   setup (&f, -15);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, 0);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, 0);
   run (&f, 500, 10000, 0); /* voice silent: isolate the floor */
-  dragoman_channel_set_input (f.ch, FALSE, FALSE, FALSE, f.ts);
+  dragoman_channel_set_input (f.ch, FALSE, FALSE, f.ts);
   f.max_step = 0;
   gint16 mid = run (&f, 500, 10000, 0);
   /* half way through the 1 s ramp from 0.178 to 1.0 */
@@ -130,13 +130,13 @@ GST_START_TEST (test_cough_mutes_voice_keeps_floor_ducked)
 {
   Fixture f;
   setup (&f, -15);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, 0);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, 0);
   run (&f, 400, 10000, 20000);
-  dragoman_channel_set_input (f.ch, TRUE, TRUE, FALSE, f.ts);
+  dragoman_channel_set_input (f.ch, TRUE, TRUE, f.ts);
   /* within 50 ms the voice is gone and the floor is still ducked */
   gint16 v = run (&f, 50, 10000, 20000);
   fail_unless (abs (v - 1778) <= 3, "cough: got %d, want 1778", v);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, f.ts);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, f.ts);
   v = run (&f, 50, 10000, 20000);
   fail_unless (abs (v - 21778) <= 3, "after cough: got %d", v);
   teardown (&f);
@@ -147,9 +147,9 @@ GST_START_TEST (test_force_floor)
 {
   Fixture f;
   setup (&f, -15);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, 0);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, 0);
   run (&f, 400, 10000, 20000);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, TRUE, f.ts);
+  dragoman_channel_set_force_floor (f.ch, TRUE, f.ts);
   fail_unless_equals_int (dragoman_channel_get_mode (f.ch), DRAGOMAN_CHANNEL_FORCED_FLOOR);
   fail_unless_equals_int (run (&f, 1100, 10000, 20000), 10000);
   teardown (&f);
@@ -160,7 +160,7 @@ GST_START_TEST (test_duck_level_is_configurable)
 {
   Fixture f;
   setup (&f, -15);
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, 0);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, 0);
   run (&f, 400, 10000, 0);
   dragoman_channel_set_duck_db (f.ch, -6, f.ts);
   gint16 v = run (&f, 400, 10000, 0);
@@ -173,7 +173,7 @@ GST_START_TEST (test_mix_saturates)
 {
   Fixture f;
   setup (&f, 0); /* no ducking: both at full level */
-  dragoman_channel_set_input (f.ch, TRUE, FALSE, FALSE, 0);
+  dragoman_channel_set_input (f.ch, TRUE, FALSE, 0);
   gint16 v = run (&f, 200, 30000, 30000);
   fail_unless_equals_int (v, 32767);
   v = run (&f, 100, -30000, -30000);

@@ -75,7 +75,17 @@ GST_START_TEST (test_demo_ini)
   fail_unless_equals_int (c->listen_soft_limit_ms, 400);
   fail_unless_equals_int (c->listen_hard_limit_ms, 4000);
   fail_unless_equals_int (c->max_listeners, 5000);
-  fail_unless_equals_int (c->rooms->len, 1);
+  /* main (simulated interpreters) and workshop (browser booths) */
+  fail_unless_equals_int (c->rooms->len, 2);
+  const DragomanRoomConfig *w = dragoman_config_find_room (c, "workshop");
+  fail_unless (w != NULL && w->booths->len == 2);
+  const DragomanBoothConfig *wb = find_booth (w, "hy");
+  fail_unless_equals_string (wb->source, "browser");
+  fail_unless_equals_string (wb->on_air, "signal");
+  fail_unless_equals_int (wb->max_interpreters, 2);
+  fail_unless_equals_int (wb->jitter_ms, 30);
+  fail_unless (wb->token && strlen (wb->token) >= 8);
+  fail_unless_equals_string (c->ice_addresses[0], "127.0.0.1");
 
   const DragomanRoomConfig *r = dragoman_config_find_room (c, "main");
   fail_unless (r != NULL);
@@ -105,6 +115,29 @@ GST_START_TEST (test_demo_ini)
     fail_unless_equals_float (b->schedule_offset, 3.0 * i);
   }
   fail_unless_equals_string (g_hash_table_lookup (find_booth (r, "hy")->vars, "ident-tone-hz"), "9000");
+  fail_unless_equals_string (find_booth (r, "hy")->on_air, "schedule");
+}
+GST_END_TEST;
+
+/* browser booths need a real token; schedule is for test booths */
+GST_START_TEST (test_browser_booth)
+{
+  const char *const no_token[] = { "booth main/en.source=browser", NULL };
+  g_free (load_fail (BASE, no_token, PATH, "[booth main/en]", "token", "at least 8", NULL));
+  const char *const short_token[] = { "booth main/en.source=browser", "booth main/en.token=abc", NULL };
+  g_free (load_fail (BASE, short_token, PATH, "[booth main/en]", "token", NULL));
+  const char *const bad_mode[] = { "booth main/en.on-air=sometimes", NULL };
+  g_free (load_fail (BASE, bad_mode, PATH, "[booth main/en]", "on-air", "sometimes", NULL));
+  const char *const many[] = { "booth main/en.source=browser", "booth main/en.token=12345678",
+                               "booth main/en.max-interpreters=9", NULL };
+  g_free (load_fail (BASE, many, PATH, "[booth main/en]", "max-interpreters", "out of range", NULL));
+  const char *const admin[] = { "server.admin-token=short", NULL };
+  g_free (load_fail (BASE, admin, PATH, "[server]", "admin-token", NULL));
+  const char *const ok[] = { "booth main/en.source=browser", "booth main/en.token=12345678", NULL };
+  g_autoptr (DragomanConfig) c = load_ok (BASE, ok);
+  const DragomanBoothConfig *b = find_booth (dragoman_config_find_room (c, "main"), "en");
+  fail_unless_equals_string (b->on_air, "signal");
+  fail_unless_equals_int (b->max_interpreters, 2);
 }
 GST_END_TEST;
 
@@ -464,6 +497,7 @@ config_suite (void)
   tcase_add_test (tc, test_language_lookup);
   tcase_add_test (tc, test_binary_missing_config);
   tcase_add_test (tc, test_duplicate_booth);
+  tcase_add_test (tc, test_browser_booth);
   return s;
 }
 
