@@ -28,8 +28,8 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
            espeak-ng ffmpeg chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps demo test check integration browser bench clean format media
-all: $(BUILD)/dragoman $(BUILD)/wsprobe media
+.PHONY: all deps demo test check integration browser bench bench-smoke clean format media
+all: $(BUILD)/dragoman $(BUILD)/wsprobe $(BUILD)/loadgen $(BUILD)/clickbench media
 
 deps:
 	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(APT_PKGS) 2>&1 | \
@@ -81,10 +81,18 @@ NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo u
 browser: all
 	@set -e; for t in tests/browser/*.test.mjs; do echo "== $$t"; $(NETNS) node $$t; done
 
+# make bench: ≤ 10 minutes (QUICK=1: ≤ 1 minute); writes bench/results.json and docs/performance.md
+bench: deps all
+	python3 tools/bench.py
+
+bench-smoke: all
+	python3 tools/bench.py --smoke
+
 test: deps
 	$(MAKE) all
 	$(MAKE) check
 	$(MAKE) integration
+	$(MAKE) bench-smoke
 	$(MAKE) browser
 
 format:
@@ -92,6 +100,10 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+$(BUILD)/loadgen: tools/loadgen.c | $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0) -lm
 
 $(BUILD)/clickbench: tools/clickbench.c | $(BUILD)
 	@echo "  CC      $<"

@@ -243,14 +243,28 @@ on_voice_blocked (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
+/* streaming thread (or the main thread when idle): the voice is not pushing */
+static GstPadProbeReturn
+unlink_when_idle (GstPad *src, GstPadProbeInfo *info, gpointer data)
+{
+  GstPad *mix_pad = data;
+  GstElement *mix = gst_pad_get_parent_element (mix_pad);
+  gst_pad_unlink (src, mix_pad);
+  gst_element_release_request_pad (mix, mix_pad);
+  gst_object_unref (mix);
+  return GST_PAD_PROBE_REMOVE;
+}
+
 static void
 detach_voice (DragomanChannel *ch)
 {
   g_autoptr (GstPad) src = gst_element_get_static_pad (ch->voice_vol, "src");
+  /* first catch the next buffer (it re-attaches us), then unlink once no buffer
+   * is on its way into the mixer: unlinking under a push made the voice branch
+   * fail with not-linked and die for good (seen once under load) */
   ch->block_probe = gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_BLOCK_DOWNSTREAM, on_voice_blocked, ch, NULL);
-  gst_pad_unlink (src, ch->voice_mix_pad);
-  gst_element_release_request_pad (ch->mix, ch->voice_mix_pad);
-  g_clear_object (&ch->voice_mix_pad);
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_IDLE, unlink_when_idle, g_steal_pointer (&ch->voice_mix_pad),
+                     gst_object_unref);
   GST_INFO ("%s/%s: no voice input for %d ms: detached from the mixer", ch->room, ch->lang,
             DRAGOMAN_VOICE_TIMEOUT_MS);
 }

@@ -110,7 +110,10 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   default:
     break;
   }
-  return 0;
+  /* protocols[0] also serves the static files: without the dummy handler a file
+   * response never completes its transaction, and the next request on that
+   * keep-alive connection hung for 10 s (seen: style.css after index.html) */
+  return lws_callback_http_dummy (wsi, reason, user, in, len);
 }
 
 static int
@@ -193,6 +196,11 @@ static const struct lws_http_mount mount_ws = { .mount_next = &mount_web, .mount
 static const struct lws_http_mount mount_metrics = CALLBACK_MOUNT (&mount_ws, "/metrics");
 static const struct lws_http_mount mount_health = CALLBACK_MOUNT (&mount_metrics, "/healthz");
 static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_health, "/api");
+/* web-root holds the npm install too: none of it is served, but for what a page
+ * needs, mounted by name (none yet) */
+static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api, "/node_modules");
+static const struct lws_http_mount mount_no_package = CALLBACK_MOUNT (&mount_no_modules, "/package.json");
+static const struct lws_http_mount mount_no_lock = CALLBACK_MOUNT (&mount_no_package, "/package-lock.json");
 
 static void
 wake (gpointer data)
@@ -216,7 +224,7 @@ dragoman_http_start (DragomanServer *server, GError **error)
   info.port = server->config->port;
   info.iface = server->config->address;
   info.protocols = protocols;
-  info.mounts = &mount_api;
+  info.mounts = &mount_no_lock;
   info.user = server;
   info.vhost_name = "dragoman";
   info.server_string = "dragoman";

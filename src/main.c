@@ -6,6 +6,7 @@
 #include "server.h"
 
 #include <glib-unix.h>
+#include <sys/resource.h>
 #include <gst/gst.h>
 #include <stdlib.h>
 
@@ -68,6 +69,13 @@ main (int argc, char **argv)
     return 0;
   }
   gst_init (NULL, NULL);
+  /* one descriptor per listener: the default soft limit (1024) would cap the
+   * audience far below max-listeners */
+  struct rlimit nofile;
+  if (getrlimit (RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit (RLIMIT_NOFILE, &nofile);
+  }
 
   DragomanServer server = { 0 };
   server.config = dragoman_config_load (config_path ? config_path : "configs/demo.ini",

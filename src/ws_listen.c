@@ -119,7 +119,10 @@ dragoman_ws_listen_writable (DragomanListenSession *s)
     dragoman_fanout_writable (dragoman_channel_get_fanout (s->channel), s->listener);
     return 0;
   }
+  if (s->error_sent)
+    return -1; /* lws may call us again while the close handshake runs */
   if (s->error_code) {
+    s->error_sent = TRUE;
     g_autofree char *msg = g_strdup_printf ("{\"type\":\"error\",\"code\":\"%s\",\"message\":\"%s\"}", s->error_code,
                                             s->error_message);
     write_text (s->wsi, msg);

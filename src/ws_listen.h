@@ -19,6 +19,7 @@ typedef struct {
   const char *error_code;     /* static string: refuse with this */
   char *error_message;
   guint16 close_code;
+  gboolean error_sent;
 } DragomanListenSession;
 
 /* each returns the lws callback's return value (non-zero closes) */

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Integration test of browser booths (/ws/booth + WebRTC) over loopback.
+#
+# Starts build/dragoman with configs/demo.ini (room "workshop": browser booths
+# hy and ru, max-interpreters 2, tokens demo-hy-booth / demo-ru-booth) on a
+# random free port, then plays one scripted session with real WebRTC peers
+# (build/boothpeer: webrtcbin, Opus, trickle ICE on 127.0.0.1) and a real
+# listener (build/wsprobe on /ws/listen?room=workshop&lang=hy):
+#
+#   t (s, after each peer's `joined`)
+#   A  hy "Anna"  9000 Hz (hy ident)   2 on air, 4 listen ru, 7 listen floor,
+#                                       8 off air, 10 on air, 13 drop (dies)
+#   B  ru "Boris" 10000 Hz (ru ident)  1 on air ... 17 quit
+#   C  hy "Carla" 9500 Hz, joins ~3 s after A (second in the booth, not live)
+#   D  hy "Dora"  joins ~4 s after A: the booth is full -> booth-full, 4409
+#
+# and checks:
+#   - A, B, C sign in, ICE connects, A sends Opus; C sees two interpreters;
+#   - the hy listener hears A's 9000 Hz while the channel state says
+#     "interpretation", the floor (8000 Hz ident) while it says "floor", and
+#     never C's 9500 Hz (C is not live) nor B's 10000 Hz;
+#   - A's return feed is the floor (8000 Hz), and the ru channel (B's 10000 Hz)
+#     while A listens to ru (relay); never A's own voice;
+#   - A drops without a close (process exit): the hy channel is back to the
+#     floor, state message and audio, within 500 ms (one 100 ms window of
+#     measuring slack);
+#   - negative cases: unknown booth -> 4404, first message not a join -> 4400,
+#     wrong token -> bad-token + 4401 (last: failures are rate-limited per
+#     address), and a right token still signs in afterwards.
+# Run from the repo root after `make` and building build/boothpeer.
+# Artifacts: server log build/test-artifacts/booth-server.log; peer JSON in
+# build/test-artifacts/booth-PORT/ (kept only when a check fails).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ART=build/test-artifacts
+LOG=$ART/booth-server.log
+mkdir -p "$ART"
+for bin in build/dragoman build/wsprobe build/boothpeer; do
+  [[ -x $bin ]] || { echo "FAIL: $bin missing, run make first"; exit 1; }
+done
+
+failures=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+PORT=
+for _ in $(seq 20); do
+  p=$((18600 + RANDOM % 500))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
+done
+[[ -n $PORT ]] || { echo "FAIL: no free port in 18600-19099"; exit 1; }
+BASE=http://127.0.0.1:$PORT
+WS=ws://127.0.0.1:$PORT
+RUN=$ART/booth-$PORT
+mkdir -p "$RUN"
+
+SERVER_PID=
+PEER_PIDS=()
+cleanup() {
+  local rc=$?
+  for pid in "${PEER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+  fi
+  if ((rc != 0 || failures != 0)); then
+    echo "---- last 40 lines of $LOG (peer results kept in $RUN)"
+    tail -n 40 "$LOG" 2>/dev/null || true
+  else
+    rm -rf "$RUN"
+  fi
+}
+trap cleanup EXIT
+
+build/dragoman --config configs/demo.ini --set "server.port=$PORT" >"$LOG" 2>&1 &
+SERVER_PID=$!
+healthy=
+for _ in $(seq 100); do # 20 s
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  if [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]]; then healthy=1; break; fi
+  sleep 0.2
+done
+if [[ -z $healthy ]]; then
+  fail "server on :$PORT not healthy within 20 s"
+  exit 1
+fi
+pass "server up on :$PORT, /healthz ok"
+
+booth() { echo "$WS/ws/booth?room=$1&booth=$2"; }
+now_us() { echo $(($(date +%s%N) / 1000)); }
+
+# ---- the scripted session -------------------------------------------------
+PROBE_START_US=$(now_us)
+build/wsprobe --url "$WS/ws/listen?room=workshop&lang=hy" --seconds 19 --json \
+  >"$RUN/probe-hy.json" 2>"$RUN/probe-hy.err" &
+PROBE_PID=$!
+PEER_PIDS+=("$PROBE_PID")
+sleep 0.3
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --freq 9000 --json \
+  --actions "2:on-air=true,4:listen=ru,7:listen=floor,8:on-air=false,10:on-air=true,13:drop" \
+  >"$RUN/peer-a.json" 2>"$RUN/peer-a.log" &
+A_PID=$!
+PEER_PIDS+=("$A_PID")
+build/boothpeer --url "$(booth workshop ru)" --token demo-ru-booth --name Boris --freq 10000 --json \
+  --actions "1:on-air=true,17:quit" >"$RUN/peer-b.json" 2>"$RUN/peer-b.log" &
+B_PID=$!
+PEER_PIDS+=("$B_PID")
+sleep 3
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Carla --freq 9500 --json \
+  --actions "12:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
+C_PID=$!
+PEER_PIDS+=("$C_PID")
+sleep 1
+rc=0
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Dora --json --expect-error booth-full \
+  >"$RUN/peer-d.json" 2>"$RUN/peer-d.log" || rc=$?
+if python3 - "$RUN/peer-d.json" "$rc" <<'EOF'; then
+import json, sys
+r, rc = json.load(open(sys.argv[1])), int(sys.argv[2])
+print(f"      Dora: close {r['close_code']} {r['close_reason']!r}, errors {r['errors']}")
+if rc != 0 or not r["ok"] or r["close_code"] != 4409 or r["joined"]:
+    sys.exit(f"      why: exit {rc}, want error booth-full and close 4409")
+EOF
+  pass "third interpreter in a 2-max booth: error booth-full, close 4409"
+else
+  fail "booth-full (see $RUN/peer-d.json)"
+fi
+
+for who in A B C PROBE; do
+  pid_var=${who}_PID
+  rc=0
+  wait "${!pid_var}" || rc=$?
+  echo "$rc" >"$RUN/rc-$who"
+done
+PEER_PIDS=()
+
+# ---- peers ------------------------------------------------------------------
+if python3 - "$RUN" <<'EOF'; then
+import json, sys
+run = sys.argv[1]
+problems = []
+for who, name in (("a", "Anna"), ("b", "Boris"), ("c", "Carla")):
+    rc = int(open(f"{run}/rc-{who.upper()}").read())
+    try:
+        r = json.load(open(f"{run}/peer-{who}.json"))
+    except ValueError:
+        problems.append(f"{name}: no JSON (exit {rc})")
+        continue
+    st = r["webrtc_stats"]
+    print(f"      {name}: exit {rc}, joined {r['joined']} as {r['id']}, ICE {r['ice_state']} at {r['ice_connected_at_s']} s"
+          f" ({r['ice_connected_at_s'] - r['joined_at_s']:.2f} s after joined), sent {r['packets_sent']} pkts,"
+          f" stats {st}, return windows {r['return']['windows']}, errors {r['errors']}" if r["joined"] and r["ice_connected"]
+          else f"      {name}: exit {rc}, joined {r['joined']}, ICE {r['ice_state']!r}, errors {r['errors']}")
+    if rc != 0 or not r["ok"]:
+        problems.append(f"{name}: exit {rc}, errors {r['errors']}")
+    if r["packets_sent"] < 100:
+        problems.append(f"{name}: only {r['packets_sent']} RTP packets sent")
+    if r["return"]["windows"] < 20:
+        problems.append(f"{name}: only {r['return']['windows']} return-feed windows")
+c = json.load(open(f"{run}/peer-c.json"))
+states = [m["msg"] for m in c["messages"] if m["msg"].get("type") == "state"]
+if not any(len(s.get("interpreters", [])) == 2 for s in states):
+    problems.append("Carla never saw two interpreters in a state message")
+if any(s.get("live") == c["id"] and s.get("on_air") for s in states):
+    problems.append("Carla was put on air without asking")
+if problems:
+    sys.exit("      why: " + "; ".join(problems))
+EOF
+  pass "A (hy), B (ru), C (hy, second) signed in, ICE connected over loopback, Opus sent both ways"
+else
+  fail "peers (see $RUN/peer-*.json, peer-*.log)"
+fi
+
+# ---- A's return feed: floor, relay from ru, floor ---------------------------
+if python3 - "$RUN/peer-a.json" <<'EOF'; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+ret, sent = r["return"], r["sent"]
+tl, ends = ret["timeline"], ret["window_end_s"]
+at = {}
+for m in sent:
+    k = (m["msg"]["type"], str(m["msg"].get("source", m["msg"].get("value"))))
+    at.setdefault(k, m["t"])
+t_ru, t_floor, t_drop = at[("listen", "ru")], at[("listen", "floor")], r["dropped_at_s"]
+def seg(t0, t1):
+    return "".join(c for c, e in zip(tl, ends) if t0 <= e - 0.1 and e <= t1)
+segs = [("floor", seg(ret["first_audio_at_s"] + 0.5, t_ru), "o"),
+        ("relay ru", seg(t_ru + 0.7, t_floor), "r"),
+        ("floor again", seg(t_floor + 0.7, t_drop), "o")]
+problems = []
+for name, s, want in segs:
+    print(f"      return feed {name}: {s.count(want)}/{len(s)} windows '{want}': {s}")
+    if len(s) < 10 or s.count(want) < 0.8 * len(s):
+        problems.append(f"{name}: want >= 80% '{want}'")
+if "h" in tl:
+    problems.append(f"A's own voice (9000 Hz) came back in {tl.count('h')} windows")
+if problems:
+    sys.exit("      why: " + "; ".join(problems))
+EOF
+  pass "A's return feed: the floor (8000 Hz), relay from ru (10000 Hz) while listening to ru, never its own voice"
+else
+  fail "A's return feed (see $RUN/peer-a.json)"
+fi
+
+# ---- the hy listener: A on air / off air / dropped -----------------------
+if python3 - "$RUN/probe-hy.json" "$RUN/peer-a.json" "$PROBE_START_US" "$(cat "$RUN/rc-PROBE")" <<'EOF'; then
+import json, sys
+p, a = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+probe_start, rc = int(sys.argv[3]), int(sys.argv[4])
+tl, tw, texts = p["timeline"], p["text_windows"], p["texts"]
+t = p["tones"]
+print(f"      hy listener: exit {rc}, {p['packets']} pkts, gaps {p['gaps']}, tones "
+      + " ".join(f"{k}={v}" for k, v in t.items()))
+print(f"      hy listener: {tl}")
+problems = list(p["errors"])
+states = [(w, json.loads(x)) for w, x in zip(tw, texts)]
+states = [(w, m["state"]) for w, m in states if m.get("type") == "state"]
+print("      hy listener: states " + ", ".join(f"{s}@{w / 10:.1f}s" for w, s in states))
+for i, (w, st) in enumerate(states):
+    end = states[i + 1][0] if i + 1 < len(states) else len(tl)
+    s = tl[w + 3:end]
+    want = "h" if st == "interpretation" else "o"
+    if len(s) >= 3 and s.count(want) < 0.8 * len(s):
+        problems.append(f"state {st!r} at {w / 10:.1f} s but heard {s!r}")
+if sum(1 for _, s in states if s == "interpretation") < 2:
+    problems.append("want two 'interpretation' periods (A on air twice)")
+if t["hy"] < 50:
+    problems.append(f"A's 9000 Hz heard in only {t['hy']} windows")
+for k, who in (("az", "Carla (not live)"), ("ru", "Boris (other booth)")):
+    if t[k]:
+        problems.append(f"{who}'s tone leaked into hy: {t[k]} windows")
+# The drop, on the probe's axis: window k holds audio from about
+# probe_start + 50 ms + k * 100 ms (connect, then a 60 ms burst of older audio).
+drop_us = a["wall_start_us"] + a["dropped_at_s"] * 1e6
+d = (drop_us - probe_start) / 1e6 - 0.05
+after = [(w, s) for w, s in states if w / 10 >= d - 0.1]
+state_ms = (after[0][0] / 10 - d) * 1000 if after and after[0][1] == "floor" else None
+k0 = int(d * 10)
+audio_k = next((k for k in range(k0, len(tl) - 5) if tl[k:k + 5] == "ooooo"), None)
+audio_ms = (audio_k / 10 - d) * 1000 if audio_k is not None else None
+print(f"      drop at {d:.2f} s on the listener's axis: heard {tl[k0 - 5:k0]}|{tl[k0:k0 + 10]};"
+      f" state floor after {state_ms if state_ms is None else round(state_ms)} ms,"
+      f" floor audio from {audio_ms if audio_ms is None else round(audio_ms)} ms")
+if state_ms is None or state_ms > 600:
+    problems.append(f"no state 'floor' within 500 ms of the drop (got {after[:1]})")
+if audio_ms is None or audio_ms > 600:
+    problems.append(f"audio not back to the floor within 500 ms of the drop")
+if rc != 0 and not problems:
+    problems.append(f"wsprobe exit {rc}")
+if problems:
+    sys.exit("      why: " + "; ".join(problems[:6]))
+EOF
+  pass "hy listener: A's 9000 Hz on air, floor off air, back to floor within 500 ms of A's drop"
+else
+  fail "hy listener (see $RUN/probe-hy.json)"
+fi
+
+# ---- negative cases (wrong token last: failures are rate-limited) ----------
+negative() { # name code url [boothpeer options]
+  local name=$1 code=$2 url=$3 out=$RUN/neg-$1.json rc=0
+  shift 3
+  build/boothpeer --url "$url" --json --no-media "$@" >"$out" 2>"$RUN/neg-$name.log" || rc=$?
+  if python3 - "$out" "$rc" <<'EOF'; then
+import json, sys
+r, rc = json.load(open(sys.argv[1])), int(sys.argv[2])
+errs = [m["msg"] for m in r["messages"] if m["msg"].get("type") == "error"]
+print(f"      close {r['close_code']} {r['close_reason']!r}, error messages {errs}")
+if rc != 0 or not r["ok"]:
+    sys.exit(f"      why: exit {rc}, errors {r['errors']}")
+if not errs or "message" not in errs[0]:
+    sys.exit("      why: no {\"type\":\"error\",\"code\":...,\"message\":...} before the close")
+EOF
+    pass "$name → error and close $code"
+  else
+    fail "$name (see $out)"
+  fi
+}
+negative unknown-booth-room 4404 "$(booth workshop az)" --token demo-hy-booth --expect-error unknown-booth
+negative test-booth-is-not-browser 4404 "$(booth main hy)" --token demo-hy-booth --expect-error unknown-booth
+negative first-message-not-join 4400 "$(booth workshop hy)" --first-message '{"type":"on-air","value":true}' \
+  --expect-error bad-message
+negative empty-name 4400 "$(booth workshop hy)" --token demo-hy-booth --name "" --expect-error bad-message
+negative wrong-token 4401 "$(booth workshop hy)" --token not-the-token --expect-error bad-token
+
+rc=0
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --json --actions "0.5:quit" \
+  >"$RUN/after.json" 2>"$RUN/after.log" || rc=$?
+if ((rc == 0)) && [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]]; then
+  pass "still serving: the right token signs in after a wrong one, /healthz ok"
+else
+  fail "sign-in after the negative cases (exit $rc, see $RUN/after.json)"
+fi
+
+if ((failures)); then
+  echo "booth.sh: $failures check(s) FAILED"
+  exit 1
+fi
+echo "booth.sh: all checks passed"

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""make bench: dragoman's low-latency core, measured on this machine.
+
+  1. mouth-to-socket: a click track into a booth (Opus/RTP, tools/clickbench),
+     timed at a /ws/listen listener; 20 ms and 10 ms channel frames.
+  2. fan-out: N /ws/listen clients (tools/loadgen) against the demo, server CPU,
+     RSS per listener and delivery delay, next to the bare one-send()-per-listener
+     floor measured in the same run (loadgen --bare).
+  3. cost per channel: callgrind instruction counts of mix + Opus, and of AAC,
+     per second of audio (repeatable on a noisy machine).
+
+Writes bench/results.json and the table in docs/performance.md.
+QUICK=1: a reduced run (< 1 minute). --smoke: seconds, asserts sanity, writes
+nothing (part of `make test`).
+"""
+import datetime, json, os, platform, re, shutil, signal, socket, subprocess, sys, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+B = os.path.join(ROOT, "build")
+SMOKE = "--smoke" in sys.argv
+QUICK = os.environ.get("QUICK") == "1" or SMOKE
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, config, sets=()):
+        self.port = free_port()
+        args = [os.path.join(B, "dragoman"), "--config", config, "--set", f"server.port={self.port}"]
+        for s in sets:
+            args += ["--set", s]
+        self.log = open(os.path.join(B, "test-artifacts", f"bench-server-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read().startswith(b"ok"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server on {config} did not become healthy")
+
+    def metrics(self):
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def run_json(args, timeout):
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"{args[0]} failed ({out.returncode}): {out.stderr[-500:]}")
+
+
+def mouth_to_socket(frame_ms, clicks):
+    srv = Server("configs/bench.ini", [f"room main.opus-frame-ms={frame_ms}"])
+    try:
+        time.sleep(0.5)
+        r = run_json([os.path.join(B, "clickbench"), "--url", f"ws://127.0.0.1:{srv.port}/ws/listen?room=main&lang=hy",
+                      "--rtp", "127.0.0.1:15102", "--clicks", str(clicks), "--frame-ms", str(frame_ms), "--json"],
+                     timeout=clicks + 60)
+        r["jitter_buffer_ms"] = 20  # configs/bench.ini [booth main/hy] jitter-ms
+        r["channel_frame_ms"] = frame_ms
+        return r
+    finally:
+        srv.stop()
+
+
+def fanout(clients, seconds):
+    srv = Server("configs/demo.ini", ["listen.max-listeners=20000"])
+    try:
+        time.sleep(1)
+        r = run_json([os.path.join(B, "loadgen"), "--url", f"ws://127.0.0.1:{srv.port}/ws/listen?room=main",
+                      "--langs", "orig,en,hy,az,ru,tr", "--clients", str(clients), "--seconds", str(seconds),
+                      "--server-pid", str(srv.proc.pid), "--idle-seconds", "3" if QUICK else "5",
+                      "--stall", "5" if clients >= 1000 else "2", "--json"], timeout=seconds + 120)
+        m = srv.metrics()
+        r["server_disconnects_slow"] = sum(int(float(v)) for v in
+                                           re.findall(r'^dragoman_listener_disconnects_total\{[^}]*\} (\S+)', m, re.M))
+        return r
+    finally:
+        srv.stop()
+
+
+def bare(clients, seconds):
+    return run_json([os.path.join(B, "loadgen"), "--bare", "--clients", str(clients), "--seconds", str(seconds),
+                     "--frame-bytes", "98", "--json"], timeout=seconds + 60)
+
+
+def callgrind_instructions(pipeline, seconds_of_audio):
+    """instructions per second of audio for a gst-launch pipeline, under callgrind"""
+    out = os.path.join(B, "callgrind.out.bench")
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "gst-launch-1.0", "-q"] + pipeline.split()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    m = re.search(r"Collected\s*:\s*(\d+)", r.stderr)
+    os.unlink(out) if os.path.exists(out) else None
+    if not m:
+        raise RuntimeError("callgrind: " + r.stderr[-300:])
+    return int(m.group(1)) / seconds_of_audio
+
+
+def channel_cost():
+    secs = 20
+    n = secs * 100  # 10 ms buffers
+    src = (f"audiotestsrc num-buffers={n} samplesperbuffer=480 wave=pink-noise volume=0.2 ! "
+           "audio/x-raw,format=S16LE,rate=48000,channels=1")
+    base = callgrind_instructions(f"{src} ! fakesink", secs)
+    mix = callgrind_instructions(f"audiomixer name=m ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! fakesink "
+                                 f"{src} ! volume volume=0.18 ! m. {src} ! volume ! m.", secs) - 2 * base
+    opus = callgrind_instructions(f"{src} ! opusenc frame-size=20 bitrate=32000 ! fakesink", secs) - base
+    aac = callgrind_instructions(f"{src} ! audioconvert ! avenc_aac bitrate=64000 ! fakesink", secs) - base
+    return {"seconds_of_audio": secs, "instructions_per_audio_second": {
+        "mix_2_inputs_with_gains": round(mix), "opus_20ms_32k": round(opus), "aac_64k": round(aac)}}
+
+
+def machine():
+    model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_before": os.getloadavg()[0]}
+
+
+def main():
+    os.makedirs(os.path.join(B, "test-artifacts"), exist_ok=True)
+    res = {"machine": machine(), "quick": QUICK, "smoke": SMOKE}
+    clicks = 10 if SMOKE else 30 if QUICK else 200
+    res["mouth_to_socket"] = [mouth_to_socket(20, clicks)]
+    if not SMOKE:
+        res["mouth_to_socket"].append(mouth_to_socket(10, clicks))
+    sizes = [100] if SMOKE else [500] if QUICK else [1000, 2000, 4000]
+    secs = 3 if SMOKE else 5 if QUICK else 10
+    res["fanout"] = []
+    for n in sizes:
+        f = fanout(n, secs)
+        f["bare"] = bare(n, secs)
+        res["fanout"].append(f)
+    if not QUICK and shutil.which("valgrind"):
+        res["channel_cost"] = channel_cost()
+
+    if SMOKE:
+        m = res["mouth_to_socket"][0]
+        f = res["fanout"][0]
+        h = f["healthy"]
+        problems = []
+        if m["clicks_timed"] < m["clicks_sent"] * 0.9:
+            problems.append(f"clicks timed {m['clicks_timed']} of {m['clicks_sent']}")
+        if not (0 < m["latency_ms"]["p50"] < 500):
+            problems.append(f"mouth-to-socket p50 {m['latency_ms']['p50']} ms is not sane")
+        if h["opened"] != f["clients"] or h["closes"] or h["gaps"]:
+            problems.append(f"fan-out: opened {h['opened']}/{f['clients']}, closes {h['closes']}, gaps {h['gaps']}")
+        if h["delivered_ratio"] < 0.9:
+            problems.append(f"fan-out delivered {h['delivered_ratio']:.2f} of the expected packets")
+        print(f"bench smoke: clicks {m['clicks_timed']}/{m['clicks_sent']}, p50 {m['latency_ms']['p50']} ms; "
+              f"{f['clients']} listeners delivered {h['delivered_ratio']:.2f}, p99 {h['delay_ms']['p99']} ms")
+        if problems:
+            print("bench smoke FAILED: " + "; ".join(problems))
+            sys.exit(1)
+        return
+
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as fh:
+        json.dump(res, fh, indent=2)
+    table = render(res)
+    print(table)
+    write_doc(table)
+
+
+def render(res):
+    m = res["machine"]
+    lines = [f"Measured by `make bench`{' (QUICK=1)' if res['quick'] else ''} on {m['date']}: {m['cores']} cores, "
+             f"{m['cpu']}, Linux {m['kernel']}, load average {m['load_before']:.1f} before the run.", "",
+             "### Mouth-to-socket (booth Opus/RTP in → WebSocket listener), jitter buffer 20 ms", "",
+             "| channel frame | clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]
+    for r in res["mouth_to_socket"]:
+        l = r["latency_ms"]
+        lines.append(f"| {r['channel_frame_ms']} ms | {r['clicks_timed']}/{r['clicks_sent']} | {l['p50']:.1f} ms | "
+                     f"{l['p95']:.1f} ms | {l['p99']:.1f} ms | {l['max']:.1f} ms |")
+    lines += ["", "### Fan-out (demo room, 20 ms frames, healthy listeners; 2-5 stalled ones beside them)", "",
+              "| listeners | server CPU (fan-out only) | bare floor CPU | ratio | RSS/listener | p50 | p99 | "
+              "gaps | discont. | stalled closed by server | loadgen CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in res["fanout"]:
+        s, h, b = f["server"], f["healthy"], f["bare"]["server"]
+        fan = s["cpu_pct"] - s["cpu_pct_idle"]
+        ratio = fan / b["cpu_pct"] if b["cpu_pct"] > 0 else float("nan")
+        lines.append(f"| {f['clients']} | {fan:.1f} % ({s['cpu_pct']:.1f} − idle {s['cpu_pct_idle']:.1f}) | "
+                     f"{b['cpu_pct']:.1f} % | {ratio:.2f}× | {s['rss_kib_per_conn']:.1f} KiB | "
+                     f"{h['delay_ms']['p50']:.1f} ms | {h['delay_ms']['p99']:.1f} ms | {h['gaps']} | "
+                     f"{h['discontinuities']} | {f['server_disconnects_slow']} | {f['loadgen']['cpu_pct']:.0f} % |")
+    if "channel_cost" in res:
+        c = res["channel_cost"]["instructions_per_audio_second"]
+        lines += ["", "### Cost per channel (callgrind, instructions per second of audio)", "",
+                  "| mix (2 inputs, gains) | Opus 20 ms 32 kbit/s | AAC 64 kbit/s |", "|---|---|---|",
+                  f"| {c['mix_2_inputs_with_gains'] / 1e6:.1f} M | {c['opus_20ms_32k'] / 1e6:.1f} M | "
+                  f"{c['aac_64k'] / 1e6:.1f} M |"]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(table):
+    path = os.path.join(ROOT, "docs", "performance.md")
+    doc = open(path).read() if os.path.exists(path) else "# Performance\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin not in doc:
+        doc += f"\n{begin}\n{end}\n"
+    head, rest = doc.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    open(path, "w").write(f"{head}{begin}\n{table}{end}{tail}")
+
+
+if __name__ == "__main__":
+    main()
