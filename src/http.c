@@ -153,6 +153,13 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
       return respond (wsi, hs, HTTP_STATUS_OK, "text/plain; version=0.0.4", dragoman_metrics_prometheus (server));
     if (g_str_equal (uri, "/api/v1/rooms"))
       return respond (wsi, hs, HTTP_STATUS_OK, "application/json", dragoman_metrics_rooms_json (server));
+    if (g_str_equal (uri, "/booth") || g_str_equal (uri, "/control")) {
+      /* served here, not by a file mount, so that /booth?room=..&booth=.. keeps its
+       * query (a mount redirects to /booth/ and drops it); assets load from / */
+      g_autofree char *path = g_strdup_printf ("%s%s.html", server->config->web_root, uri);
+      int n = lws_serve_http_file (wsi, path, "text/html", NULL, 0);
+      return n < 0 || (n > 0 && lws_http_transaction_completed (wsi)) ? -1 : 0;
+    }
     return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("not found\n"));
   }
   case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -195,7 +202,9 @@ static const struct lws_http_mount mount_ws = { .mount_next = &mount_web, .mount
                                                 .origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 3 };
 static const struct lws_http_mount mount_metrics = CALLBACK_MOUNT (&mount_ws, "/metrics");
 static const struct lws_http_mount mount_health = CALLBACK_MOUNT (&mount_metrics, "/healthz");
-static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_health, "/api");
+static const struct lws_http_mount mount_booth = CALLBACK_MOUNT (&mount_health, "/booth");
+static const struct lws_http_mount mount_control = CALLBACK_MOUNT (&mount_booth, "/control");
+static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_control, "/api");
 /* web-root holds the npm install too: none of it is served, but for what a page
  * needs, mounted by name (none yet) */
 static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api, "/node_modules");
