@@ -26,6 +26,7 @@ struct _DragomanInterpreter {
   char *listen; /* "floor" or a channel's language */
   GstPad *voice_pad;
   DragomanBoothSendFunc send;
+  DragomanBoothCloseFunc close;
   gpointer session;
 };
 
@@ -35,6 +36,9 @@ struct _DragomanBooth {
   DragomanRoom *room;
   GstElement *selector; /* browser booths: the live interpreter's pad is active */
   gboolean on_air, cough;
+  gboolean crew_mute; /* the AV crew muted this booth */
+  DragomanBoothEventFunc event_func;
+  gpointer event_data;
   guint timer, state_timer;
   GPtrArray *interpreters; /* DragomanInterpreter* */
   DragomanInterpreter *live;
@@ -97,7 +101,21 @@ dragoman_booth_set_source (DragomanBooth *b, GstElement *bin)
 static void
 apply (DragomanBooth *b)
 {
-  dragoman_channel_set_input (b->channel, b->on_air, b->cough, GST_CLOCK_TIME_NONE);
+  dragoman_channel_set_input (b->channel, b->on_air, b->cough || b->crew_mute, GST_CLOCK_TIME_NONE);
+}
+
+static void
+event (DragomanBooth *b, const char *kind, const char *who, const char *text)
+{
+  if (b->event_func)
+    b->event_func (b, kind, who, text, b->event_data);
+}
+
+void
+dragoman_booth_set_event_func (DragomanBooth *b, DragomanBoothEventFunc func, gpointer data)
+{
+  b->event_func = func;
+  b->event_data = data;
 }
 
 void
@@ -330,8 +348,8 @@ set_listen (DragomanInterpreter *i, const char *source)
 }
 
 DragomanInterpreter *
-dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc send, gpointer session,
-                     GError **error)
+dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc send, DragomanBoothCloseFunc close,
+                     gpointer session, GError **error)
 {
   if (!b->selector) {
     g_set_error (error, DRAGOMAN_BOOTH_ERROR, DRAGOMAN_BOOTH_ERROR_NOT_BROWSER,
@@ -349,6 +367,7 @@ dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc s
   i->id = g_strdup_printf ("i%u", ++b->next_id);
   i->name = g_strdup (name);
   i->send = send;
+  i->close = close;
   i->session = session;
   g_autofree char *peer_name = g_strdup_printf ("peer-%s-%s", b->config->lang, i->id);
   i->peer = dragoman_webrtc_peer_new (dragoman_room_get_pipeline (b->room), peer_name, b->selector,
@@ -393,6 +412,7 @@ dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc s
   json_builder_end_object (j);
   send_to (i, j);
   broadcast_state (b);
+  event (b, "interpreter-joined", i->name, NULL);
   return i;
 }
 
@@ -401,6 +421,7 @@ dragoman_booth_leave (DragomanBooth *b, DragomanInterpreter *i)
 {
   g_ptr_array_remove (b->interpreters, i);
   GST_INFO ("booth %s/%s: %s left", b->config->room_id, b->config->lang, i->name);
+  gboolean was_on_air = b->live == i && b->on_air;
   if (b->live == i) {
     if (b->on_air)
       GST_WARNING ("ALERT booth %s/%s: live interpreter %s disconnected: back to the floor", b->config->room_id,
@@ -408,6 +429,7 @@ dragoman_booth_leave (DragomanBooth *b, DragomanInterpreter *i)
     b->on_air = FALSE;
     set_live (b, b->interpreters->len ? b->interpreters->pdata[0] : NULL);
   }
+  event (b, "interpreter-left", i->name, was_on_air ? "live" : NULL);
   interpreter_free (i);
   broadcast_state (b);
 }
@@ -492,7 +514,75 @@ dragoman_booth_handle (DragomanBooth *b, DragomanInterpreter *i, JsonObject *msg
     json_builder_add_int_value (j, g_get_real_time () / 1000);
     json_builder_end_object (j);
     send_all (b, j);
+    event (b, type, i->name, g_str_equal (type, "chat") ? clipped : NULL);
   } else {
     send_error (i, "bad-message", "unknown message type");
   }
+}
+
+/* ---- the AV crew's side ----------------------------------------------------- */
+
+void
+dragoman_booth_set_crew_mute (DragomanBooth *b, gboolean mute)
+{
+  b->crew_mute = mute;
+  apply (b);
+  broadcast_state (b);
+}
+
+gboolean
+dragoman_booth_kick (DragomanBooth *b, const char *id, const char *by)
+{
+  for (guint k = 0; k < b->interpreters->len; k++) {
+    DragomanInterpreter *i = b->interpreters->pdata[k];
+    if (g_strcmp0 (i->id, id) == 0) {
+      GST_WARNING ("booth %s/%s: %s disconnected by %s", b->config->room_id, b->config->lang, i->name, by);
+      send_error (i, "kicked", "the AV crew disconnected you from this booth");
+      i->close (i->session, 4403, "kicked");
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+void
+dragoman_booth_message (DragomanBooth *b, const char *text)
+{
+  g_autoptr (JsonBuilder) j = json_builder_new ();
+  json_builder_begin_object (j);
+  add_str (j, "type", "message");
+  add_str (j, "text", text);
+  json_builder_end_object (j);
+  send_all (b, j);
+}
+
+void
+dragoman_booth_describe (DragomanBooth *b, JsonBuilder *j)
+{
+  add_str (j, "lang", b->config->lang);
+  add_str (j, "source", b->config->source);
+  add_str (j, "on_air_mode", b->config->on_air);
+  json_builder_set_member_name (j, "on_air");
+  json_builder_add_boolean_value (j, b->on_air);
+  json_builder_set_member_name (j, "cough");
+  json_builder_add_boolean_value (j, b->cough);
+  json_builder_set_member_name (j, "muted");
+  json_builder_add_boolean_value (j, b->crew_mute);
+  json_builder_set_member_name (j, "signal");
+  json_builder_add_boolean_value (j, dragoman_channel_has_voice_signal (b->channel));
+  json_builder_set_member_name (j, "interpreters");
+  json_builder_begin_array (j);
+  for (guint k = 0; k < b->interpreters->len; k++) {
+    DragomanInterpreter *i = b->interpreters->pdata[k];
+    json_builder_begin_object (j);
+    add_str (j, "id", i->id);
+    add_str (j, "name", i->name);
+    add_str (j, "listen", i->listen);
+    json_builder_set_member_name (j, "live");
+    json_builder_add_boolean_value (j, i == b->live);
+    json_builder_set_member_name (j, "connected");
+    json_builder_add_boolean_value (j, i->voice_pad != NULL);
+    json_builder_end_object (j);
+  }
+  json_builder_end_array (j);
 }

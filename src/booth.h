@@ -32,11 +32,24 @@ const DragomanBoothConfig *dragoman_booth_get_config (DragomanBooth *booth);
 
 /* browser booths: the /ws/booth session's side */
 typedef void (*DragomanBoothSendFunc) (gpointer session, const char *json);
+typedef void (*DragomanBoothCloseFunc) (gpointer session, guint16 code, const char *reason);
 #define DRAGOMAN_BOOTH_ERROR (g_quark_from_static_string ("dragoman-booth"))
 typedef enum { DRAGOMAN_BOOTH_ERROR_FULL, DRAGOMAN_BOOTH_ERROR_NOT_BROWSER } DragomanBoothError;
 DragomanInterpreter *dragoman_booth_join (DragomanBooth *booth, const char *name, DragomanBoothSendFunc send,
-                                          gpointer session, GError **error);
+                                          DragomanBoothCloseFunc close, gpointer session, GError **error);
 void dragoman_booth_leave (DragomanBooth *booth, DragomanInterpreter *interpreter);
 /* every message after the join: offer, ice and the console's actions */
 void dragoman_booth_handle (DragomanBooth *booth, DragomanInterpreter *interpreter, JsonObject *message);
 guint dragoman_booth_n_interpreters (DragomanBooth *booth);
+
+/* the AV crew's side (main thread) */
+void dragoman_booth_set_crew_mute (DragomanBooth *booth, gboolean mute);
+gboolean dragoman_booth_kick (DragomanBooth *booth, const char *interpreter_id, const char *by);
+void dragoman_booth_message (DragomanBooth *booth, const char *text);
+/* the booth as JSON members of the object being built (kind, on_air, interpreters...) */
+void dragoman_booth_describe (DragomanBooth *booth, JsonBuilder *builder);
+/* events the crew must see: kind is "chat", "slow-down", "interpreter-joined",
+ * "interpreter-left" (text "live" if they were on air); who is the interpreter */
+typedef void (*DragomanBoothEventFunc) (DragomanBooth *booth, const char *kind, const char *who, const char *text,
+                                        gpointer data);
+void dragoman_booth_set_event_func (DragomanBooth *booth, DragomanBoothEventFunc func, gpointer data);

@@ -137,6 +137,12 @@ dragoman_channel_set_duck_db (DragomanChannel *ch, double duck_db, GstClockTime 
   apply (ch, at, ch->on_air && !ch->force_floor);
 }
 
+double
+dragoman_channel_get_duck_db (DragomanChannel *ch)
+{
+  return 20.0 * log10 (ch->duck);
+}
+
 DragomanChannelMode
 dragoman_channel_get_mode (DragomanChannel *ch)
 {
@@ -370,6 +376,12 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
     ghost (ch->bin, out, "src", "src");
     return ch;
   }
+  /* what listeners hear, for the crew's meters (~12 Hz) */
+  g_autofree char *lname = g_strdup_printf ("level:channel:%s", lang);
+  GstElement *level = make (bin, "level", lname);
+  g_object_set (level, "interval", (guint64) DRAGOMAN_LEVEL_INTERVAL_MS * GST_MSECOND, "post-messages", TRUE, NULL);
+  gst_element_link (out, level);
+  out = level;
   GstElement *enc = make (bin, "opusenc", "opus");
   GstElement *sink = make (bin, "appsink", "packets");
   /* Opus frame-size enum values are the frame length in ms for 10 and 20 */

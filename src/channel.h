@@ -26,6 +26,10 @@ typedef enum {
 #define DRAGOMAN_RAMP_UNDUCK_MS 1000
 #define DRAGOMAN_RAMP_VOICE_MS 10
 
+/* level meters for the crew: 80 ms = 12.5 updates a second, smooth enough for a
+ * meter and ~150 bus messages a second for a full room */
+#define DRAGOMAN_LEVEL_INTERVAL_MS 80
+
 /* fanout NULL: no encoder; the bin then has a raw "src" pad (unit tests). */
 DragomanChannel *dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, int frame_ms,
                                        int bitrate, double duck_db, DragomanFanout *fanout);
@@ -40,6 +44,7 @@ void dragoman_channel_set_input (DragomanChannel *channel, gboolean on_air, gboo
 /* the AV crew's override: the floor alone, whatever the booth does */
 void dragoman_channel_set_force_floor (DragomanChannel *channel, gboolean force_floor, GstClockTime at);
 void dragoman_channel_set_duck_db (DragomanChannel *channel, double duck_db, GstClockTime at);
+double dragoman_channel_get_duck_db (DragomanChannel *channel);
 DragomanChannelMode dragoman_channel_get_mode (DragomanChannel *channel);
 const char *dragoman_channel_mode_name (DragomanChannelMode mode);
 DragomanFanout *dragoman_channel_get_fanout (DragomanChannel *channel);

@@ -12,6 +12,7 @@
 
 #include "metrics.h"
 #include "ws_booth.h"
+#include "ws_control.h"
 #include "ws_listen.h"
 
 #include <libwebsockets.h>
@@ -20,13 +21,14 @@
 GST_DEBUG_CATEGORY_STATIC (http_debug);
 #define GST_CAT_DEFAULT http_debug
 
-typedef enum { WS_NONE, WS_LISTEN, WS_BOOTH } WsKind;
+typedef enum { WS_NONE, WS_LISTEN, WS_BOOTH, WS_CONTROL } WsKind;
 
 typedef struct {
   WsKind kind;
   union {
     DragomanListenSession listen;
     DragomanBoothSession booth;
+    DragomanControlSession control;
   };
 } WsSession;
 
@@ -80,6 +82,10 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
       s->kind = WS_BOOTH;
       return dragoman_ws_booth_open (&s->booth, wsi, server);
     }
+    if (g_str_equal (uri, "/ws/control")) {
+      s->kind = WS_CONTROL;
+      return dragoman_ws_control_open (&s->control, wsi, server);
+    }
     GST_INFO ("WebSocket to unknown path '%s': closing 4404", uri);
     lws_close_reason (wsi, 4404, (unsigned char *) "no such endpoint", 16);
     return -1;
@@ -90,6 +96,8 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
       return dragoman_ws_listen_writable (&s->listen);
     if (s->kind == WS_BOOTH)
       return dragoman_ws_booth_writable (&s->booth);
+    if (s->kind == WS_CONTROL)
+      return dragoman_ws_control_writable (&s->control);
     return 0;
 
   case LWS_CALLBACK_RECEIVE:
@@ -97,6 +105,9 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
       return dragoman_ws_listen_receive (&s->listen, in, len, lws_frame_is_binary (wsi));
     if (s->kind == WS_BOOTH)
       return dragoman_ws_booth_receive (&s->booth, in, len, lws_frame_is_binary (wsi), lws_is_final_fragment (wsi));
+    if (s->kind == WS_CONTROL)
+      return dragoman_ws_control_receive (&s->control, in, len, lws_frame_is_binary (wsi),
+                                          lws_is_final_fragment (wsi));
     return 0;
 
   case LWS_CALLBACK_CLOSED:
@@ -104,6 +115,8 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
       dragoman_ws_listen_close (&s->listen);
     else if (s->kind == WS_BOOTH)
       dragoman_ws_booth_close (&s->booth);
+    else if (s->kind == WS_CONTROL)
+      dragoman_ws_control_close (&s->control);
     s->kind = WS_NONE;
     return 0;
 

@@ -2,6 +2,7 @@
  *
  * Start-up: config (exit 2 if bad) → rooms built → sockets listening (fanout
  * wake-ups wired) → pipelines playing. Shutdown on SIGINT/SIGTERM in reverse. */
+#include "control.h"
 #include "http.h"
 #include "server.h"
 
@@ -10,7 +11,6 @@
 #include <gst/gst.h>
 #include <stdlib.h>
 
-#define DRAGOMAN_VERSION "0.1.0"
 
 static gboolean
 on_signal (gpointer data)
@@ -99,6 +99,7 @@ main (int argc, char **argv)
     }
     g_ptr_array_add (server.rooms, room);
   }
+  server.control = dragoman_control_new (&server);
   if (!dragoman_http_start (&server, &err)) {
     g_printerr ("dragoman: %s\n", err->message);
     status = EXIT_FAILURE;
@@ -122,6 +123,7 @@ out:
   server.stopping = TRUE;
   g_ptr_array_set_size (server.rooms, 0);
   dragoman_http_stop (&server);
+  dragoman_control_free (server.control);
   g_ptr_array_unref (server.rooms);
   g_main_loop_unref (server.loop);
   dragoman_auth_limiter_free (server.auth);

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "control.h"
+
 #include <json-glib/json-glib.h>
 
 gboolean
@@ -80,6 +82,28 @@ dragoman_metrics_prometheus (DragomanServer *server)
                           server->counters.refused_unknown, server->counters.refused_full,
                           server->counters.protocol_errors,
                           (g_get_monotonic_time () - server->started_us) / 1e6);
+  /* meters: the crew's levels, for a Grafana board beside the control page */
+  g_string_append (s, "# HELP dragoman_level_dbfs Peak and RMS level of the last 80 ms\n# TYPE dragoman_level_dbfs gauge\n");
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    const char *id = dragoman_room_get_config (room)->id;
+    const DragomanLevel *fl = dragoman_room_get_level (room, "floor");
+    if (fl)
+      g_string_append_printf (s, "dragoman_level_dbfs{room=\"%s\",meter=\"floor\",kind=\"peak\"} %.1f\n"
+                                 "dragoman_level_dbfs{room=\"%s\",meter=\"floor\",kind=\"rms\"} %.1f\n",
+                              id, fl->peak_db, id, fl->rms_db);
+    for (guint c = 0; c < dragoman_room_n_channels (room); c++) {
+      const char *lang = dragoman_channel_get_lang (dragoman_room_get_channel (room, c));
+      g_autofree char *m = g_strdup_printf ("channel:%s", lang);
+      const DragomanLevel *l = dragoman_room_get_level (room, m);
+      if (l)
+        g_string_append_printf (s, "dragoman_level_dbfs{room=\"%s\",meter=\"channel\",lang=\"%s\",kind=\"peak\"} %.1f\n"
+                                   "dragoman_level_dbfs{room=\"%s\",meter=\"channel\",lang=\"%s\",kind=\"rms\"} %.1f\n",
+                                id, lang, l->peak_db, id, lang, l->rms_db);
+    }
+  }
+  if (server->control)
+    dragoman_control_append_metrics (server->control, s);
   return g_string_free (s, FALSE);
 }
 

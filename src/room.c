@@ -26,6 +26,7 @@ struct _DragomanRoom {
   GPtrArray *booths;   /* DragomanBooth* */
   guint bus_watch;
   gboolean playing;
+  GHashTable *levels; /* "floor", "channel:hy", "booth:hy" → DragomanLevel; main thread */
 };
 
 static GstElement *
@@ -56,6 +57,16 @@ normalise (GstElement *pipeline, GstPad *src, const char *prefix)
   return caps;
 }
 
+/* a level meter after `el`; returns the element to link on from */
+static GstElement *
+add_level (DragomanRoom *room, GstElement *el, const char *name)
+{
+  GstElement *level = add (room->pipeline, "level", name);
+  g_object_set (level, "interval", (guint64) DRAGOMAN_LEVEL_INTERVAL_MS * GST_MSECOND, "post-messages", TRUE, NULL);
+  gst_element_link (el, level);
+  return level;
+}
+
 static GHashTable *
 vars_for (const DragomanConfig *config, const DragomanRoomConfig *rc, GHashTable *group, const char *lang)
 {
@@ -81,6 +92,34 @@ link_floor (DragomanRoom *room, GstElement *channel_bin, const char *lang)
   g_object_set (q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time", (guint64) 200 * GST_MSECOND, NULL);
   gst_element_link (room->floor_tee, q);
   gst_element_link_pads (q, "src", channel_bin, "floor");
+}
+
+/* level messages: keep the newest [peak, rms] per meter, in dBFS */
+static void
+on_level (DragomanRoom *room, GstMessage *msg)
+{
+  const GstStructure *st = gst_message_get_structure (msg);
+  if (!st || !gst_structure_has_name (st, "level") || !g_str_has_prefix (GST_OBJECT_NAME (msg->src), "level:"))
+    return;
+  const GValue *peak = gst_structure_get_value (st, "peak"), *rms = gst_structure_get_value (st, "rms");
+  if (!peak || !rms)
+    return;
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS /* level's fields are GValueArrays */
+  GValueArray *pa = g_value_get_boxed (peak), *ra = g_value_get_boxed (rms);
+  if (!pa || !ra || pa->n_values == 0 || ra->n_values == 0)
+    return;
+  DragomanLevel l = { g_value_get_double (g_value_array_get_nth (pa, 0)),
+                      g_value_get_double (g_value_array_get_nth (ra, 0)), g_get_monotonic_time () };
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  /* -inf for digital silence: clamp so JSON stays numbers */
+  l.peak_db = MAX (l.peak_db, -100.0);
+  l.rms_db = MAX (l.rms_db, -100.0);
+  DragomanLevel *slot = g_hash_table_lookup (room->levels, GST_OBJECT_NAME (msg->src) + 6);
+  if (!slot) {
+    slot = g_new (DragomanLevel, 1);
+    g_hash_table_insert (room->levels, g_strdup (GST_OBJECT_NAME (msg->src) + 6), slot);
+  }
+  *slot = l;
 }
 
 static gboolean
@@ -111,6 +150,9 @@ on_bus (GstBus *bus, GstMessage *msg, gpointer data)
   case GST_MESSAGE_LATENCY:
     gst_bin_recalculate_latency (GST_BIN (room->pipeline));
     break;
+  case GST_MESSAGE_ELEMENT:
+    on_level (room, msg);
+    break;
   default:
     break;
   }
@@ -126,6 +168,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   DragomanRoom *room = g_new0 (DragomanRoom, 1);
   room->config = rc;
   room->server_config = config;
+  room->levels = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   room->channels = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_channel_free);
   room->fanouts = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_fanout_free);
   room->booths = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_booth_free);
@@ -142,7 +185,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   }
   gst_bin_add (GST_BIN (room->pipeline), stage);
   g_autoptr (GstPad) stage_audio = gst_element_get_static_pad (stage, "audio");
-  GstElement *floor = normalise (room->pipeline, stage_audio, "floor");
+  GstElement *floor = add_level (room, normalise (room->pipeline, stage_audio, "floor"), "level:floor");
   room->floor_tee = add (room->pipeline, "tee", "floor");
   g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
   gst_element_link (floor, room->floor_tee);
@@ -184,7 +227,8 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     }
     gst_bin_add (GST_BIN (room->pipeline), bbin);
     g_autoptr (GstPad) baudio = gst_element_get_static_pad (bbin, "audio");
-    GstElement *voice = normalise (room->pipeline, baudio, booth_name);
+    g_autofree char *level_name = g_strdup_printf ("level:booth:%s", lang);
+    GstElement *voice = add_level (room, normalise (room->pipeline, baudio, booth_name), level_name);
     gst_element_link_pads (voice, "src", cbin, "voice");
     DragomanBooth *booth = dragoman_booth_new (bc, ch, room);
     dragoman_booth_set_source (booth, bbin);
@@ -221,6 +265,7 @@ dragoman_room_free (DragomanRoom *room)
   gst_object_unref (room->pipeline);
   g_ptr_array_unref (room->channels);
   g_ptr_array_unref (room->fanouts);
+  g_hash_table_unref (room->levels);
   g_free (room);
 }
 
@@ -276,4 +321,10 @@ const DragomanConfig *
 dragoman_room_get_server_config (DragomanRoom *room)
 {
   return room->server_config;
+}
+
+const DragomanLevel *
+dragoman_room_get_level (DragomanRoom *room, const char *meter)
+{
+  return g_hash_table_lookup (room->levels, meter);
 }

@@ -9,6 +9,11 @@
 
 typedef struct _DragomanRoom DragomanRoom;
 
+typedef struct {
+  double peak_db, rms_db; /* dBFS, -100 for silence */
+  gint64 at_us;           /* monotonic time of the measurement */
+} DragomanLevel;
+
 DragomanRoom *dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *room, guint headroom,
                                  GError **error);
 void dragoman_room_free (DragomanRoom *room);
@@ -22,3 +27,5 @@ DragomanChannel *dragoman_room_find_channel (DragomanRoom *room, const char *lan
 DragomanBooth *dragoman_room_find_booth (DragomanRoom *room, const char *lang);
 GstElement *dragoman_room_get_pipeline (DragomanRoom *room);
 const DragomanConfig *dragoman_room_get_server_config (DragomanRoom *room);
+/* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */
+const DragomanLevel *dragoman_room_get_level (DragomanRoom *room, const char *meter);

@@ -7,7 +7,10 @@
 #include "config.h"
 #include "room.h"
 
+#define DRAGOMAN_VERSION "0.1.0"
+
 struct lws_context;
+typedef struct _DragomanControl DragomanControl;
 
 typedef struct {
   guint64 refused_full;     /* listeners refused at max-listeners */
@@ -23,6 +26,7 @@ typedef struct {
   gint64 started_us; /* g_get_monotonic_time () at start */
   guint listeners;   /* WebSocket listeners, all rooms */
   DragomanAuthLimiter *auth;
+  DragomanControl *control;
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   DragomanServerCounters counters;
 } DragomanServer;

@@ -15,44 +15,23 @@ GST_DEBUG_CATEGORY_STATIC (wsbooth_debug);
 #define MAX_QUEUED 256
 
 static void
-queue_json (DragomanBoothSession *s, const char *json)
+send_from_booth (gpointer session, const char *json)
 {
-  if (g_queue_get_length (s->out) >= MAX_QUEUED) {
-    GST_WARNING ("booth console %p is not reading: closing it", s->wsi);
-    if (!s->close_code) {
-      s->close_code = 1008;
-      s->close_reason = g_strdup ("not reading");
-    }
-  } else {
-    g_queue_push_tail (s->out, g_strdup (json));
-  }
-  lws_callback_on_writable (s->wsi);
+  DragomanBoothSession *s = session;
+  dragoman_outbox_push (&s->out, json);
 }
 
 static void
-send_from_booth (gpointer session, const char *json)
+close_from_booth (gpointer session, guint16 code, const char *reason)
 {
-  queue_json (session, json);
+  DragomanBoothSession *s = session;
+  dragoman_outbox_close (&s->out, code, reason);
 }
 
 static void
 refuse (DragomanBoothSession *s, guint16 code, const char *error, const char *message)
 {
-  g_autoptr (JsonBuilder) j = json_builder_new ();
-  json_builder_begin_object (j);
-  json_builder_set_member_name (j, "type");
-  json_builder_add_string_value (j, "error");
-  json_builder_set_member_name (j, "code");
-  json_builder_add_string_value (j, error);
-  json_builder_set_member_name (j, "message");
-  json_builder_add_string_value (j, message);
-  json_builder_end_object (j);
-  g_autoptr (JsonNode) root = json_builder_get_root (j);
-  g_autofree char *json = json_to_string (root, FALSE);
-  queue_json (s, json);
-  s->close_code = code;
-  g_free (s->close_reason);
-  s->close_reason = g_strdup (error);
+  dragoman_outbox_refuse (&s->out, code, error, message);
 }
 
 int
@@ -64,7 +43,7 @@ dragoman_ws_booth_open (DragomanBoothSession *s, struct lws *wsi, DragomanServer
   const char *v;
   s->wsi = wsi;
   s->server = server;
-  s->out = g_queue_new ();
+  dragoman_outbox_init (&s->out, wsi, MAX_QUEUED);
   s->in = g_string_new (NULL);
   lws_get_peer_simple (wsi, s->address, sizeof s->address);
   if ((v = lws_get_urlarg_by_name (wsi, "room=", arg, sizeof arg)))
@@ -100,7 +79,7 @@ join (DragomanBoothSession *s, JsonObject *msg)
     return;
   }
   g_autoptr (GError) err = NULL;
-  s->interpreter = dragoman_booth_join (s->booth, name, send_from_booth, s, &err);
+  s->interpreter = dragoman_booth_join (s->booth, name, send_from_booth, close_from_booth, s, &err);
   if (!s->interpreter)
     refuse (s, err->code == DRAGOMAN_BOOTH_ERROR_FULL ? 4409 : 4404,
             err->code == DRAGOMAN_BOOTH_ERROR_FULL ? "booth-full" : "unknown-booth", err->message);
@@ -109,7 +88,7 @@ join (DragomanBoothSession *s, JsonObject *msg)
 int
 dragoman_ws_booth_receive (DragomanBoothSession *s, const void *in, size_t len, gboolean binary, gboolean final)
 {
-  if (s->close_code)
+  if (s->out.close_code)
     return 0; /* closing: ignore the rest */
   if (binary) {
     refuse (s, 1003, "bad-message", "the booth protocol is JSON text");
@@ -131,7 +110,7 @@ dragoman_ws_booth_receive (DragomanBoothSession *s, const void *in, size_t len, 
     if (!s->interpreter)
       refuse (s, 4400, "bad-message", "the first message must be {\"type\":\"join\",...}");
     else
-      send_from_booth (s, "{\"type\":\"error\",\"code\":\"bad-message\",\"message\":\"not a JSON object\"}");
+      dragoman_outbox_push (&s->out, "{\"type\":\"error\",\"code\":\"bad-message\",\"message\":\"not a JSON object\"}");
     return 0;
   }
   JsonObject *msg = json_node_get_object (root);
@@ -149,24 +128,7 @@ dragoman_ws_booth_receive (DragomanBoothSession *s, const void *in, size_t len, 
 int
 dragoman_ws_booth_writable (DragomanBoothSession *s)
 {
-  char *json = g_queue_pop_head (s->out);
-  if (json) {
-    size_t len = strlen (json);
-    g_autofree guint8 *buf = g_malloc (LWS_PRE + len);
-    memcpy (buf + LWS_PRE, json, len);
-    g_free (json);
-    if (lws_write (s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int) len)
-      return -1;
-  }
-  if (!g_queue_is_empty (s->out)) {
-    lws_callback_on_writable (s->wsi);
-    return 0;
-  }
-  if (s->close_code) {
-    lws_close_reason (s->wsi, s->close_code, (unsigned char *) s->close_reason, strlen (s->close_reason));
-    return -1;
-  }
-  return 0;
+  return dragoman_outbox_write (&s->out);
 }
 
 void
@@ -175,11 +137,8 @@ dragoman_ws_booth_close (DragomanBoothSession *s)
   if (s->interpreter && !s->server->stopping)
     dragoman_booth_leave (s->booth, s->interpreter);
   s->interpreter = NULL;
-  if (s->out)
-    g_queue_free_full (s->out, g_free);
-  s->out = NULL;
+  dragoman_outbox_clear (&s->out);
   if (s->in)
     g_string_free (s->in, TRUE);
   s->in = NULL;
-  g_clear_pointer (&s->close_reason, g_free);
 }

@@ -3,6 +3,7 @@
  * one is refused (4401), counted per address and rate-limited. */
 #pragma once
 #include "booth.h"
+#include "outbox.h"
 #include "server.h"
 
 struct lws;
@@ -12,10 +13,8 @@ typedef struct {
   DragomanServer *server;
   DragomanBooth *booth;
   DragomanInterpreter *interpreter; /* NULL until joined */
-  GQueue *out;                      /* char* JSON waiting for WRITEABLE; bounded */
-  GString *in;                      /* a message being reassembled from fragments */
-  guint16 close_code;               /* non-zero: close after the queue drains */
-  char *close_reason;
+  DragomanOutbox out;
+  GString *in; /* a message being reassembled from fragments */
   char address[64];
 } DragomanBoothSession;
 

@@ -1,0 +1,20 @@
+/* ws_control — /ws/control: a crew member's control page (docs/protocol.md).
+ * Nothing is sent before the admin token arrives in the first message. */
+#pragma once
+#include "control.h"
+
+struct lws;
+
+typedef struct {
+  DragomanCrewMember member;
+  DragomanServer *server;
+  GString *in;
+  gboolean signed_in;
+  char address[64];
+} DragomanControlSession;
+
+int dragoman_ws_control_open (DragomanControlSession *s, struct lws *wsi, DragomanServer *server);
+int dragoman_ws_control_receive (DragomanControlSession *s, const void *in, size_t len, gboolean binary,
+                                 gboolean final);
+int dragoman_ws_control_writable (DragomanControlSession *s);
+void dragoman_ws_control_close (DragomanControlSession *s);
