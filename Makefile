@@ -75,6 +75,7 @@ check: all $(CHECKS)
 
 integration: all
 	tests/integration/demo.sh
+	python3 tests/integration/control.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

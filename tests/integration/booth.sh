@@ -7,11 +7,13 @@
 # (build/boothpeer: webrtcbin, Opus, trickle ICE on 127.0.0.1) and a real
 # listener (build/wsprobe on /ws/listen?room=workshop&lang=hy):
 #
-#   t (s, after each peer's `joined`)
+#   t (s, after each peer's ICE connection: --actions-from-ice, so a loaded
+#   machine that takes seconds to set up DTLS does not shift the script)
 #   A  hy "Anna"  9000 Hz (hy ident)   2 on air, 4 listen ru, 7 listen floor,
 #                                       8 off air, 10 on air, 13 drop (dies)
-#   B  ru "Boris" 10000 Hz (ru ident)  1 on air ... 17 quit
-#   C  hy "Carla" 9500 Hz, joins ~3 s after A (second in the booth, not live)
+#   B  ru "Boris" 10000 Hz (ru ident)  1 on air ... 20 quit
+#   C  hy "Carla" 9500 Hz, joins ~3 s after A (second in the booth, not live),
+#                                       quits 20 s after its ICE connection
 #   D  hy "Dora"  joins ~4 s after A: the booth is full -> booth-full, 4409
 #
 # and checks:
@@ -93,23 +95,23 @@ now_us() { echo $(($(date +%s%N) / 1000)); }
 
 # ---- the scripted session -------------------------------------------------
 PROBE_START_US=$(now_us)
-build/wsprobe --url "$WS/ws/listen?room=workshop&lang=hy" --seconds 19 --json \
+build/wsprobe --url "$WS/ws/listen?room=workshop&lang=hy" --seconds 24 --json \
   >"$RUN/probe-hy.json" 2>"$RUN/probe-hy.err" &
 PROBE_PID=$!
 PEER_PIDS+=("$PROBE_PID")
 sleep 0.3
-build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --freq 9000 --json \
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --freq 9000 --json --actions-from-ice \
   --actions "2:on-air=true,4:listen=ru,7:listen=floor,8:on-air=false,10:on-air=true,13:drop" \
   >"$RUN/peer-a.json" 2>"$RUN/peer-a.log" &
 A_PID=$!
 PEER_PIDS+=("$A_PID")
 build/boothpeer --url "$(booth workshop ru)" --token demo-ru-booth --name Boris --freq 10000 --json \
-  --actions "1:on-air=true,17:quit" >"$RUN/peer-b.json" 2>"$RUN/peer-b.log" &
+  --actions-from-ice --actions "1:on-air=true,20:quit" >"$RUN/peer-b.json" 2>"$RUN/peer-b.log" &
 B_PID=$!
 PEER_PIDS+=("$B_PID")
 sleep 3
 build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Carla --freq 9500 --json \
-  --actions "12:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
+  --actions-from-ice --actions "20:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
 C_PID=$!
 PEER_PIDS+=("$C_PID")
 sleep 1
@@ -165,6 +167,9 @@ if not any(len(s.get("interpreters", [])) == 2 for s in states):
     problems.append("Carla never saw two interpreters in a state message")
 if any(s.get("live") == c["id"] and s.get("on_air") for s in states):
     problems.append("Carla was put on air without asking")
+last = states[-1] if states else {}
+if len(last.get("interpreters", [])) != 1 or last.get("on_air"):
+    problems.append(f"after Anna dropped, Carla's last state should list only her, off air: {last}")
 if problems:
     sys.exit("      why: " + "; ".join(problems))
 EOF
@@ -221,8 +226,10 @@ print("      hy listener: states " + ", ".join(f"{s}@{w / 10:.1f}s" for w, s in 
 for i, (w, st) in enumerate(states):
     end = states[i + 1][0] if i + 1 < len(states) else len(tl)
     s = tl[w + 3:end]
-    want = "h" if st == "interpretation" else "o"
-    if len(s) >= 3 and s.count(want) < 0.8 * len(s):
+    # The test stage speaks over its ident: a floor window may have no
+    # dominant ident ('.'), but never another one.
+    heard = s.count("h") if st == "interpretation" else s.count("o") + s.count(".")
+    if len(s) >= 3 and heard < 0.8 * len(s):
         problems.append(f"state {st!r} at {w / 10:.1f} s but heard {s!r}")
 if sum(1 for _, s in states if s == "interpretation") < 2:
     problems.append("want two 'interpretation' periods (A on air twice)")
@@ -238,14 +245,16 @@ d = (drop_us - probe_start) / 1e6 - 0.05
 after = [(w, s) for w, s in states if w / 10 >= d - 0.1]
 state_ms = (after[0][0] / 10 - d) * 1000 if after and after[0][1] == "floor" else None
 k0 = int(d * 10)
-audio_k = next((k for k in range(k0, len(tl) - 5) if tl[k:k + 5] == "ooooo"), None)
+audio_k = next((k for k in range(k0, len(tl) - 5) if "h" not in tl[k:k + 5] and "o" in tl[k:k + 5]), None)
 audio_ms = (audio_k / 10 - d) * 1000 if audio_k is not None else None
 print(f"      drop at {d:.2f} s on the listener's axis: heard {tl[k0 - 5:k0]}|{tl[k0:k0 + 10]};"
       f" state floor after {state_ms if state_ms is None else round(state_ms)} ms,"
       f" floor audio from {audio_ms if audio_ms is None else round(audio_ms)} ms")
 if state_ms is None or state_ms > 600:
     problems.append(f"no state 'floor' within 500 ms of the drop (got {after[:1]})")
-if audio_ms is None or audio_ms > 600:
+if tl[max(0, k0 - 10):k0].count("h") < 5:
+    problems.append(f"A's 9000 Hz not heard just before the drop ({tl[max(0, k0 - 10):k0]!r}): cannot time the fallback")
+elif audio_ms is None or audio_ms > 600:
     problems.append(f"audio not back to the floor within 500 ms of the drop")
 if rc != 0 and not problems:
     problems.append(f"wsprobe exit {rc}")
@@ -285,12 +294,18 @@ negative empty-name 4400 "$(booth workshop hy)" --token demo-hy-booth --name "" 
 negative wrong-token 4401 "$(booth workshop hy)" --token not-the-token --expect-error bad-token
 
 rc=0
-build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --json --actions "0.5:quit" \
-  >"$RUN/after.json" 2>"$RUN/after.log" || rc=$?
-if ((rc == 0)) && [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]]; then
-  pass "still serving: the right token signs in after a wrong one, /healthz ok"
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --json --actions-from-ice \
+  --actions "0.5:quit" >"$RUN/after.json" 2>"$RUN/after.log" || rc=$?
+if ((rc == 0)); then
+  pass "the right token still signs in (and ICE connects) after a wrong one"
 else
   fail "sign-in after the negative cases (exit $rc, see $RUN/after.json)"
+fi
+health=$(curl -sS "$BASE/healthz" 2>&1 || true)
+if [[ $health == ok* ]]; then
+  pass "/healthz ok after the whole session"
+else
+  fail "/healthz after the session says: $health"
 fi
 
 if ((failures)); then
