@@ -29,7 +29,7 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps demo test check integration browser bench bench-smoke clean format media
-all: $(BUILD)/dragoman $(BUILD)/wsprobe $(BUILD)/loadgen $(BUILD)/clickbench media
+all: $(BUILD)/dragoman $(BUILD)/wsprobe $(BUILD)/loadgen $(BUILD)/clickbench $(BUILD)/boothpeer media
 
 deps:
 	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(APT_PKGS) 2>&1 | \
@@ -75,6 +75,7 @@ check: all $(CHECKS)
 
 integration: all
 	tests/integration/demo.sh
+	tests/integration/booth.sh
 	python3 tests/integration/control.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
@@ -105,6 +106,10 @@ clean:
 $(BUILD)/loadgen: tools/loadgen.c | $(BUILD)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0) -lm
+
+$(BUILD)/boothpeer: tools/boothpeer.c | $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs gstreamer-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 json-glib-1.0 opus) -lm
 
 $(BUILD)/clickbench: tools/clickbench.c | $(BUILD)
 	@echo "  CC      $<"

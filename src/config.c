@@ -252,7 +252,10 @@ parse_booth (Parser *p, DragomanConfig *c, const char *group, const char *spec)
   /* test booths follow their schedule (or are always on); a hardware booth is
    * live while its console sends audio, unless the crew switches it by hand */
   gboolean scheduled = b->on_air_seconds > 0 && b->off_air_seconds > 0;
-  const char *def = g_str_equal (b->source, "test") ? (scheduled ? "schedule" : "always") : "signal";
+  /* browser booths: the interpreter presses ON AIR, never the microphone's first sound */
+  const char *def = g_str_equal (b->source, "test")      ? (scheduled ? "schedule" : "always")
+                    : g_str_equal (b->source, "browser") ? "manual"
+                                                         : "signal";
   b->on_air = get_string (p, group, "on-air", def);
   const char *const modes[] = { "schedule", "always", "signal", "manual", NULL };
   if (!g_strv_contains (modes, b->on_air))

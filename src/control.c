@@ -272,6 +272,11 @@ evaluate_alerts (DragomanControl *c)
     const DragomanRoomConfig *rc = dragoman_room_get_config (room);
     if (!dragoman_room_is_playing (room))
       raise_alert (c, "room-down", rc->id, NULL, 3, "room %s is not playing", rc->id);
+    DragomanStage *stage = dragoman_room_get_stage (room);
+    if (!dragoman_stage_is_live (stage))
+      raise_alert (c, "stage-lost", rc->id, NULL, 0, "stage lost: %s", dragoman_stage_get_reason (stage));
+    else
+      clear_alert (c, "stage-lost", rc->id, NULL);
     for (guint k = 0; k < dragoman_room_n_channels (room); k++) {
       DragomanChannel *ch = dragoman_room_get_channel (room, k);
       const char *lang = dragoman_channel_get_lang (ch);
@@ -346,8 +351,14 @@ build_state (DragomanControl *c, JsonBuilder *j)
     add_str (j, "title", rc->title);
     json_builder_set_member_name (j, "stage");
     json_builder_begin_object (j);
+    DragomanStage *stage = dragoman_room_get_stage (room);
     add_str (j, "source", rc->stage);
-    add_str (j, "state", dragoman_room_is_playing (room) ? "live" : "down");
+    add_str (j, "state", !dragoman_room_is_playing (room) ? "down" : dragoman_stage_is_live (stage) ? "live" : "lost");
+    add_str (j, "reason", dragoman_stage_get_reason (stage));
+    add_int (j, "since", dragoman_stage_get_since (stage));
+    add_str (j, "video", dragoman_stage_get_video_info (stage));
+    add_int (j, "bitrate", (gint64) dragoman_stage_get_bitrate (stage));
+    add_int (j, "losses", dragoman_stage_get_losses (stage));
     json_builder_end_object (j);
     json_builder_set_member_name (j, "channels");
     json_builder_begin_array (j);

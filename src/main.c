@@ -113,6 +113,17 @@ main (int argc, char **argv)
     }
   }
   print_urls (&server);
+  for (guint i = 0; i < server.config->rooms->len; i++) {
+    const DragomanRoomConfig *rc = server.config->rooms->pdata[i];
+    for (guint j = 0; j < rc->booths->len; j++)
+      if (g_str_equal (((DragomanBoothConfig *) rc->booths->pdata[j])->source, "browser")) {
+        g_printerr ("dragoman: warning: serving plain HTTP: browsers give the booth page a microphone only on "
+                    "https:// or localhost, so remote interpreters need TLS in front of dragoman "
+                    "(see docs/deploy.md)\n");
+        i = server.config->rooms->len - 1;
+        break;
+      }
+  }
   g_unix_signal_add (SIGINT, on_signal, &server);
   g_unix_signal_add (SIGTERM, on_signal, &server);
   g_main_loop_run (server.loop);

@@ -57,6 +57,20 @@ dragoman_metrics_prometheus (DragomanServer *server)
       }
     }
   }
+  g_string_append (s, "# HELP dragoman_stage_live 1 while the room's stage feed arrives, 0 while it is lost\n"
+                      "# TYPE dragoman_stage_live gauge\n");
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    g_string_append_printf (s, "dragoman_stage_live{room=\"%s\"} %d\n", dragoman_room_get_config (room)->id,
+                            dragoman_stage_is_live (dragoman_room_get_stage (room)));
+  }
+  g_string_append (s, "# HELP dragoman_stage_losses_total Times the stage feed was lost\n"
+                      "# TYPE dragoman_stage_losses_total counter\n");
+  for (guint r = 0; r < server->rooms->len; r++) {
+    DragomanRoom *room = server->rooms->pdata[r];
+    g_string_append_printf (s, "dragoman_stage_losses_total{room=\"%s\"} %u\n", dragoman_room_get_config (room)->id,
+                            dragoman_stage_get_losses (dragoman_room_get_stage (room)));
+  }
   g_string_append (s, "# HELP dragoman_channel_interpretation 1 while a live interpreter is on the channel\n"
                       "# TYPE dragoman_channel_interpretation gauge\n");
   for (guint r = 0; r < server->rooms->len; r++) {
@@ -126,6 +140,16 @@ dragoman_metrics_rooms_json (DragomanServer *server)
     json_builder_add_string_value (b, rc->title);
     json_builder_set_member_name (b, "floor_lang");
     json_builder_add_string_value (b, rc->floor_lang);
+    DragomanStage *stage = dragoman_room_get_stage (room);
+    json_builder_set_member_name (b, "stage");
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "state");
+    json_builder_add_string_value (b, dragoman_stage_is_live (stage) ? "live" : "lost");
+    json_builder_set_member_name (b, "reason");
+    json_builder_add_string_value (b, dragoman_stage_get_reason (stage));
+    json_builder_set_member_name (b, "since");
+    json_builder_add_int_value (b, dragoman_stage_get_since (stage));
+    json_builder_end_object (b);
     json_builder_set_member_name (b, "codec");
     json_builder_begin_object (b);
     json_builder_set_member_name (b, "name");

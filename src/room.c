@@ -10,6 +10,7 @@
 #include "room.h"
 
 #include "source.h"
+#include "stage.h"
 
 GST_DEBUG_CATEGORY_STATIC (room_debug);
 #define GST_CAT_DEFAULT room_debug
@@ -27,6 +28,7 @@ struct _DragomanRoom {
   guint bus_watch;
   gboolean playing;
   GHashTable *levels; /* "floor", "channel:hy", "booth:hy" → DragomanLevel; main thread */
+  DragomanStage *stage;
 };
 
 static GstElement *
@@ -80,6 +82,12 @@ vars_for (const DragomanConfig *config, const DragomanRoomConfig *rc, GHashTable
   g_hash_table_insert (vars, g_strdup ("room"), g_strdup (rc->id));
   if (lang)
     g_hash_table_insert (vars, g_strdup ("lang"), g_strdup (lang));
+  const char *pass = g_hash_table_lookup (group, "passphrase");
+  if (pass && *pass) {
+    /* srt://...&passphrase=..: escaped, and kept out of the logs by source.c */
+    g_autofree char *esc = g_uri_escape_string (pass, NULL, FALSE);
+    g_hash_table_insert (vars, g_strdup ("passphrase-param"), g_strdup_printf ("&passphrase=%s", esc));
+  }
   return vars;
 }
 
@@ -175,21 +183,18 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   g_autofree char *pname = g_strdup_printf ("room-%s", rc->id);
   room->pipeline = gst_object_ref_sink (gst_pipeline_new (pname));
 
-  /* stage */
-  g_autofree char *stage_name = g_strdup_printf ("stage-%s", rc->stage);
+  /* stage: its floor never stops (silence when the feed is lost) */
   g_autoptr (GHashTable) svars = vars_for (config, rc, rc->stage_vars, NULL);
-  GstElement *stage = dragoman_source_new (config->pipeline_dir, stage_name, "stage", svars, error);
-  if (!stage) {
+  room->stage = dragoman_stage_new (room->pipeline, config, rc, svars, error);
+  if (!room->stage) {
     dragoman_room_free (room);
     return NULL;
   }
-  gst_bin_add (GST_BIN (room->pipeline), stage);
-  g_autoptr (GstPad) stage_audio = gst_element_get_static_pad (stage, "audio");
-  GstElement *floor = add_level (room, normalise (room->pipeline, stage_audio, "floor"), "level:floor");
+  GstElement *floor = add_level (room, dragoman_stage_get_floor (room->stage), "level:floor");
   room->floor_tee = add (room->pipeline, "tee", "floor");
   g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
   gst_element_link (floor, room->floor_tee);
-  g_autoptr (GstPad) stage_video = gst_element_get_static_pad (stage, "video");
+  GstPad *stage_video = dragoman_stage_get_video (room->stage);
   if (stage_video) {
     GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
     g_object_set (vsink, "sync", FALSE, "async", FALSE, NULL);
@@ -262,6 +267,7 @@ dragoman_room_free (DragomanRoom *room)
     g_source_remove (room->bus_watch);
   gst_element_set_state (room->pipeline, GST_STATE_NULL);
   g_ptr_array_unref (room->booths);
+  dragoman_stage_free (room->stage);
   gst_object_unref (room->pipeline);
   g_ptr_array_unref (room->channels);
   g_ptr_array_unref (room->fanouts);
@@ -327,4 +333,10 @@ const DragomanLevel *
 dragoman_room_get_level (DragomanRoom *room, const char *meter)
 {
   return g_hash_table_lookup (room->levels, meter);
+}
+
+DragomanStage *
+dragoman_room_get_stage (DragomanRoom *room)
+{
+  return room->stage;
 }

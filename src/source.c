@@ -182,7 +182,12 @@ dragoman_source_new (const char *pipeline_dir, const char *name, const char *bin
     goto failed;
   if (!(desc = dragoman_source_expand (text, vars, &err)))
     goto failed;
-  GST_DEBUG ("%s: %s", path, desc);
+  if (GST_LEVEL_DEBUG <= gst_debug_category_get_threshold (source_debug)) {
+    /* never log a passphrase */
+    g_autoptr (GRegex) re = g_regex_new ("passphrase=[^\"& ]*", 0, 0, NULL);
+    g_autofree char *masked = g_regex_replace_literal (re, desc, -1, 0, "passphrase=***", 0, NULL);
+    GST_DEBUG ("%s: %s", path, masked);
+  }
   bin = gst_parse_bin_from_description_full (desc, FALSE, NULL, GST_PARSE_FLAG_FATAL_ERRORS, &err);
   if (!bin)
     goto failed;

@@ -20,7 +20,7 @@ GST_DEBUG_CATEGORY_STATIC (peer_debug);
 struct _DragomanWebrtcPeer {
   gint refs;
   char *name;
-  GstElement *pipeline, *bin, *webrtc, *ret_src, *voice_target;
+  GstElement *pipeline, *parent, *bin, *webrtc, *ret_src, *voice_target;
   GstPad *voice_pad; /* request pad on voice_target, once media flows */
   const DragomanWebrtcPeerCallbacks *cb;
   gpointer owner;
@@ -207,10 +207,12 @@ on_pad_added (GstElement *webrtc, GstPad *pad, gpointer data)
   }
   GstPad *target = gst_element_request_pad_simple (p->voice_target, "sink_%u");
   g_autoptr (GstPad) src = gst_element_get_static_pad (caps, "src");
-  g_autoptr (GstPad) ghost = gst_ghost_pad_new (NULL, src);
+  /* the bin takes the (floating) ghost pad: no unref of ours */
+  GstPad *ghost = gst_ghost_pad_new (NULL, src);
   gst_pad_set_active (ghost, TRUE);
   gst_element_add_pad (p->bin, ghost);
-  gst_pad_link (ghost, target);
+  if (gst_pad_link (ghost, target) != GST_PAD_LINK_OK)
+    GST_ERROR ("%s: cannot link the microphone to the booth", p->name);
   gst_element_sync_state_with_parent (depay);
   gst_element_sync_state_with_parent (dec);
   gst_element_sync_state_with_parent (conv);
@@ -282,7 +284,9 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
                          peer_closure_unref, 0);
   g_signal_connect_data (p->webrtc, "pad-added", G_CALLBACK (on_pad_added), peer_ref (p),
                          peer_closure_unref, 0);
-  gst_bin_add (GST_BIN (pipeline), p->bin);
+  /* beside the booth's selector, in the booth's bin: pads link only within one bin */
+  p->parent = GST_ELEMENT_PARENT (voice_target) ? GST_ELEMENT_PARENT (voice_target) : pipeline;
+  gst_bin_add (GST_BIN (p->parent), p->bin);
   gst_element_sync_state_with_parent (p->bin);
   return p;
 }
@@ -330,7 +334,7 @@ dragoman_webrtc_peer_free (DragomanWebrtcPeer *p)
   }
   gst_element_set_locked_state (p->bin, TRUE);
   gst_element_set_state (p->bin, GST_STATE_NULL);
-  gst_bin_remove (GST_BIN (p->pipeline), p->bin);
+  gst_bin_remove (GST_BIN (p->parent), p->bin);
   GST_INFO ("%s: closed", p->name);
   peer_unref (p);
 }

@@ -23,9 +23,20 @@
  * base_time + buffer PTS + onset offset, mapped to CLOCK_REALTIME.  A
  * listener that timestamps the click's arrival gets mouth-to-socket latency.
  *
+ * Console script (--actions "T:ACTION[=VALUE],..."): T is seconds after
+ * `joined` (or after ICE connected, with --actions-from-ice: steadier on a
+ * loaded machine, where DTLS set-up can take seconds).  Protocol actions:
+ * on-air, cough, listen, output, chat, request-handover, take-over,
+ * slow-down.  Local ones: freq=HZ and mute=true|false (the microphone),
+ * quit (close 1000, report), drop (report, then exit without a close: an
+ * interpreter's laptop dying).  Every server message is printed with a
+ * timestamp.
+ *
  * Times in the output are seconds since the program started (t=0 is
- * wall_start_us, so other tools can be put on the same axis); --actions
- * times are seconds after `joined`.
+ * wall_start_us, so other tools can be put on the same axis).
+ * --expect-error CODE: a negative test; the server must answer with that
+ * error and close with its code (bad-token 4401, unknown-booth 4404,
+ * booth-full 4409, bad-message 4400, too-many-attempts 4429).
  *
  * Exit: 0 ok; 1 protocol error, an unexpected server error or close, ICE
  * not connected within --ice-timeout s, or --expect-error not met; 2 usage.
@@ -72,13 +83,13 @@ typedef struct {
   char *host, *port, *path, *room, *booth, *token, *name, *actions_spec, *expect_error, *first_message, *ice_ip;
   double freq, volume, click_period_ms, seconds;
   int latency_ms, ice_timeout, expect_close;
-  gboolean json, no_media;
+  gboolean json, no_media, actions_from_ice;
   GArray *actions; /* Action */
   /* main loop */
   GMainLoop *loop;
   gint64 t0_mono, wall_start_us;
   int fd;
-  GMutex send_lock; /* serialises frames on fd: webrtcbin threads send too */
+  GMutex send_lock;     /* serialises frames on fd: webrtcbin threads send too */
   GByteArray *in, *msg; /* main loop only */
   int msg_opcode;
   guint fd_watch;
@@ -90,7 +101,7 @@ typedef struct {
   /* results: protected by lock */
   GMutex lock;
   gboolean joined;
-  double joined_at, ice_at, dropped_at;
+  double joined_at, ice_at, dropped_at, actions_at;
   char *id, *ice_state, *conn_state, *last_state;
   GPtrArray *errors, *messages, *sent; /* JSON fragments / strings */
   guint n_errors, n_server_errors, n_candidates_out, n_candidates_in;
@@ -99,7 +110,7 @@ typedef struct {
   char *close_reason;
   gboolean server_closed_first;
   guint64 packets_sent, clicks_sent_total;
-  GArray *click_us; /* double: wall µs of each click onset */
+  GArray *click_us;     /* double: wall µs of each click onset */
   guint64 sample_count; /* microphone samples written (click phase) */
   /* return feed analysis (appsink thread, results under lock) */
   float pcm[WIN];
@@ -148,6 +159,10 @@ static void G_GNUC_PRINTF (2, 3) say (Peer *p, const char *fmt, ...)
   fflush (f);
   va_end (ap);
 }
+
+static void report (Peer *p);
+static gboolean ok_so_far (Peer *p);
+static gboolean schedule_actions (gpointer data);
 
 /* ---- WebSocket client ----------------------------------------------------- */
 
@@ -408,10 +423,11 @@ on_pad_added (GstElement *webrtc, GstPad *pad, gpointer data)
   if (g_strcmp0 (media, "audio") || g_ascii_strcasecmp (enc ? enc : "", "OPUS")) {
     bin = gst_parse_bin_from_description ("fakesink sync=false async=false", TRUE, &err);
   } else {
-    bin = gst_parse_bin_from_description ("rtpopusdepay ! opusdec plc=true use-inband-fec=true ! audioconvert ! "
-                                          "audioresample ! audio/x-raw,format=F32LE,rate=48000,channels=1 ! "
-                                          "appsink name=ret emit-signals=true sync=false async=false max-buffers=50 drop=false",
-                                          TRUE, &err);
+    bin = gst_parse_bin_from_description (
+        "rtpopusdepay ! opusdec plc=true use-inband-fec=true ! audioconvert ! "
+        "audioresample ! audio/x-raw,format=F32LE,rate=48000,channels=1 ! "
+        "appsink name=ret emit-signals=true sync=false async=false max-buffers=50 drop=false",
+        TRUE, &err);
     if (bin) {
       GstElement *sink = gst_bin_get_by_name (GST_BIN (bin), "ret");
       g_signal_connect (sink, "new-sample", G_CALLBACK (on_return_sample), p);
@@ -556,8 +572,11 @@ on_state_notify (GObject *webrtc, GParamSpec *pspec, gpointer data)
   say (p, "%s: %s", pspec->name, nick);
   g_mutex_lock (&p->lock);
   if (!strcmp (pspec->name, "ice-connection-state")) {
-    if ((!strcmp (nick, "connected") || !strcmp (nick, "completed")) && p->ice_at < 0)
+    if ((!strcmp (nick, "connected") || !strcmp (nick, "completed")) && p->ice_at < 0) {
       p->ice_at = now_s (p);
+      if (p->actions_from_ice) /* the script starts now, on the main loop */
+        g_idle_add (schedule_actions, p);
+    }
     g_free (p->ice_state), p->ice_state = g_strdup (nick);
   } else if (!strcmp (pspec->name, "connection-state")) {
     g_free (p->conn_state), p->conn_state = g_strdup (nick);
@@ -721,8 +740,6 @@ collect_stats (Peer *p)
 
 /* ---- console script (main loop) ------------------------------------------- */
 
-static void report (Peer *p);
-
 static gboolean
 quit_loop (gpointer data)
 {
@@ -766,7 +783,7 @@ run_action (gpointer data)
     collect_stats (p);
     report (p);
     fflush (NULL);
-    _exit (p->n_errors ? 1 : 0);
+    _exit (ok_so_far (p) ? 0 : 1);
   }
   if (!strcmp (w, "freq") || !strcmp (w, "mute")) {
     if (p->src && !strcmp (w, "freq"))
@@ -795,8 +812,9 @@ run_action (gpointer data)
 static gboolean
 parse_actions (Peer *p, const char *spec, GError **err)
 {
-  static const char *known[] = {"on-air", "cough", "listen", "output", "chat", "request-handover", "take-over",
-                                "slow-down", "freq", "mute", "quit", "drop", NULL};
+  static const char *known[] = {"on-air",    "cough",     "listen", "output", "chat", "request-handover",
+                                "take-over", "slow-down", "freq",   "mute",   "quit", "drop",
+                                NULL};
   static const char *need_value[] = {"on-air", "cough", "listen", "output", "chat", "freq", "mute", NULL};
   g_auto (GStrv) items = g_strsplit (spec, ",", -1);
   for (char **it = items; *it; it++) {
@@ -867,13 +885,31 @@ jstr (JsonObject *o, const char *k)
 static const char *
 close_for (const char *code)
 {
-  static const char *map[][2] = {
-      {"bad-token", "4401"}, {"unknown-booth", "4404"}, {"booth-full", "4409"}, {"bad-message", "4400"},
-      {"too-many-attempts", "4429"}};
+  static const char *map[][2] = {{"bad-token", "4401"},
+                                 {"unknown-booth", "4404"},
+                                 {"booth-full", "4409"},
+                                 {"bad-message", "4400"},
+                                 {"too-many-attempts", "4429"}};
   for (guint i = 0; i < G_N_ELEMENTS (map); i++)
     if (!g_strcmp0 (code, map[i][0]))
       return map[i][1];
   return NULL;
+}
+
+static gboolean
+schedule_actions (gpointer data)
+{
+  Peer *p = data;
+  g_mutex_lock (&p->lock);
+  p->actions_at = now_s (p);
+  g_mutex_unlock (&p->lock);
+  for (guint i = 0; i < p->actions->len; i++) {
+    gpointer *pair = g_new (gpointer, 2);
+    pair[0] = p, pair[1] = &g_array_index (p->actions, Action, i);
+    g_timeout_add_full (G_PRIORITY_DEFAULT, (guint)(g_array_index (p->actions, Action, i).at * 1000), run_action, pair,
+                        g_free);
+  }
+  return G_SOURCE_REMOVE;
 }
 
 static void
@@ -893,12 +929,8 @@ on_joined (Peer *p)
     }
     g_timeout_add_seconds ((guint)p->ice_timeout, on_ice_timeout, p);
   }
-  for (guint i = 0; i < p->actions->len; i++) {
-    gpointer *pair = g_new (gpointer, 2);
-    pair[0] = p, pair[1] = &g_array_index (p->actions, Action, i);
-    g_timeout_add_full (G_PRIORITY_DEFAULT, (guint)(g_array_index (p->actions, Action, i).at * 1000), run_action, pair,
-                        g_free);
-  }
+  if (!p->actions_from_ice || p->no_media)
+    schedule_actions (p);
   if (p->seconds > 0)
     g_timeout_add ((guint)(p->seconds * 1000), on_duration, p);
 }
@@ -1240,11 +1272,15 @@ report (Peer *p)
   put_list (o, "sent", p->sent, TRUE);
   g_string_append (o, ",\"last_state\":");
   g_string_append (o, p->last_state ? p->last_state : "null");
+  put_opt (o, "actions_from_s", p->actions_at);
   put_opt (o, "dropped_at_s", p->dropped_at);
   g_string_append (o, ",\"close_code\":");
   p->close_code >= 0 ? (void)g_string_append_printf (o, "%d", p->close_code) : (void)g_string_append (o, "null");
   g_string_append (o, ",\"close_reason\":"), put_str (o, p->close_reason ? p->close_reason : "");
-  g_string_append_printf (o, ",\"closed_by\":\"%s\"", p->close_code < 0 ? "" : p->server_closed_first ? "server" : "client");
+  g_string_append_printf (o, ",\"closed_by\":\"%s\"",
+                          p->close_code < 0        ? ""
+                          : p->server_closed_first ? "server"
+                                                   : "client");
   g_string_append (o, ",\"expect_error\":");
   p->expect_error ? put_str (o, p->expect_error) : (void)g_string_append (o, "null");
   g_string_append_printf (o, ",\"server_errors\":%u,\"error_count\":%u", p->n_server_errors, p->n_errors);
@@ -1282,9 +1318,23 @@ parse_url (Peer *p, const char *url)
 int
 main (int argc, char **argv)
 {
-  Peer p = {.freq = 9000, .volume = 0.3, .latency_ms = 50, .ice_timeout = 10, .fd = -1, .close_code = -1,
-            .ice_at = -1, .joined_at = -1, .dropped_at = -1, .first_audio_at = -1, .expect_close = -1,
-            .st_sent = -1, .st_recv = -1, .st_lost = -1, .st_jitter = -1, .st_rtt = -1};
+  Peer p = {.freq = 9000,
+            .volume = 0.3,
+            .latency_ms = 50,
+            .ice_timeout = 10,
+            .fd = -1,
+            .close_code = -1,
+            .ice_at = -1,
+            .joined_at = -1,
+            .actions_at = -1,
+            .dropped_at = -1,
+            .first_audio_at = -1,
+            .expect_close = -1,
+            .st_sent = -1,
+            .st_recv = -1,
+            .st_lost = -1,
+            .st_jitter = -1,
+            .st_rtt = -1};
   g_autofree char *url = NULL;
   gboolean ice_any = FALSE;
   GOptionEntry entries[] = {
@@ -1294,15 +1344,15 @@ main (int argc, char **argv)
       {"freq", 'f', 0, G_OPTION_ARG_DOUBLE, &p.freq, "Microphone sine tone, Hz (default 9000)", "HZ"},
       {"volume", 0, 0, G_OPTION_ARG_DOUBLE, &p.volume, "Sine amplitude (default 0.3)", "A"},
       {"click-period-ms", 0, 0, G_OPTION_ARG_DOUBLE, &p.click_period_ms,
-       "Send a click track (2 ms 3 kHz bursts) every P ms instead of the sine; records each click's mouth time",
-       "P"},
+       "Send a click track (2 ms 3 kHz bursts) every P ms instead of the sine; records each click's mouth time", "P"},
       {"actions", 'a', 0, G_OPTION_ARG_STRING, &p.actions_spec,
        "Console script, seconds after joined: \"2:on-air=true,5:cough=true,8:listen=hy,12:quit\"", "LIST"},
-      {"seconds", 's', 0, G_OPTION_ARG_DOUBLE, &p.seconds, "Quit this long after joined (default: on quit/drop)",
-       "S"},
+      {"actions-from-ice", 0, 0, G_OPTION_ARG_NONE, &p.actions_from_ice,
+       "Count --actions times from ICE connected instead of joined (robust on a loaded machine)", NULL},
+      {"seconds", 's', 0, G_OPTION_ARG_DOUBLE, &p.seconds, "Quit this long after joined (default: on quit/drop)", "S"},
       {"latency", 0, 0, G_OPTION_ARG_INT, &p.latency_ms, "webrtcbin jitterbuffer latency, ms (default 50)", "MS"},
-      {"ice-timeout", 0, 0, G_OPTION_ARG_INT, &p.ice_timeout, "Fail if ICE is not connected this long after joined (10)",
-       "S"},
+      {"ice-timeout", 0, 0, G_OPTION_ARG_INT, &p.ice_timeout,
+       "Fail if ICE is not connected this long after joined (10)", "S"},
       {"ice-ip", 0, 0, G_OPTION_ARG_STRING, &p.ice_ip, "Gather ICE candidates on this address only (127.0.0.1)",
        "ADDR"},
       {"ice-any", 0, 0, G_OPTION_ARG_NONE, &ice_any, "Gather on every interface (no --ice-ip)", NULL},

@@ -9,6 +9,9 @@
 //   AudioWorklet output we measure.
 // - sampleTones(): which of a set of ident tones dominates a node's output.
 // - run(): a tiny sequential test runner; ends with "N passed, N failed".
+// - writeToneWav() + fakeMicArgs(): a fake microphone for booth tests.
+// - startListenProbe(): a /ws/listen client in a page that measures ident
+//   tones per 10 ms of decoded audio, stamped with the server's ingress time.
 
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -35,6 +38,35 @@ export const CHROMIUM_ARGS = [
   '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--autoplay-policy=no-user-gesture-required', '--use-fake-ui-for-media-stream',
+];
+
+// A WAV for Chromium's fake microphone: a sine (or several, summed) at
+// 44.1 kHz stereo S16, which is what the fake device delivers anyway. Whole
+// seconds of whole cycles of integer-Hz tones, so the loop has no seam.
+export function writeToneWav(file, { freqs = [9000], amplitude = 0.3, seconds = 10, rate = 44100 } = {}) {
+  const n = rate * seconds;
+  const buf = Buffer.alloc(44 + n * 4);
+  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 4, 4); buf.write('WAVE', 8);
+  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(2, 22);
+  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 4, 28); buf.writeUInt16LE(4, 32); buf.writeUInt16LE(16, 34);
+  buf.write('data', 36); buf.writeUInt32LE(n * 4, 40);
+  const a = (amplitude / freqs.length) * 32767;
+  for (let i = 0; i < n; i++) {
+    let v = 0;
+    for (const f of freqs) v += Math.sin((2 * Math.PI * f * i) / rate);
+    const s = Math.round(v * a);
+    buf.writeInt16LE(s, 44 + i * 4);
+    buf.writeInt16LE(s, 46 + i * 4);
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, buf);
+  return file;
+}
+
+// Chromium flags for a fake microphone that loops `wavFile` (DESIGN.md facts).
+export const fakeMicArgs = (wavFile) => [
+  '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wavFile}`,
+  '--allow-loopback-in-peer-connection',
 ];
 
 export async function launchBrowser(extraArgs = []) {
@@ -215,4 +247,90 @@ export async function run(suite, tests) {
   }
   console.log(`${suite}: ${passed} passed, ${failed} failed`);
   return failed ? 1 : 0;
+}
+
+// A /ws/listen client inside `page` (any page of the server's origin): each
+// Opus packet is decoded with WebCodecs and each 10 ms of it measured at
+// `freqs` (Hann-windowed DFT, dBFS of a sine), plus the RMS of everything
+// below ~4 kHz ("speech" band, where the floor's speech lives). Every window
+// carries the server's ingress time of its packet (the packet's newest input,
+// minus 10 ms for the first half) and the arrival time, both Date.now() ms.
+// Returns a handle: read() gives {windows, texts}; stop() closes the socket.
+export async function startListenProbe(page, { url, freqs }) {
+  const key = `probe${Math.random().toString(36).slice(2)}`;
+  await page.evaluate(({ url, freqs, key }) => new Promise((resolve, reject) => {
+    const p = { windows: [], texts: [], packets: 0, errors: [] };
+    window[key] = p;
+    const meta = [];
+    const dec = new AudioDecoder({
+      output: (ad) => {
+        const m = meta.shift();
+        const pcm = new Float32Array(ad.numberOfFrames);
+        ad.copyTo(pcm, { planeIndex: 0, format: 'f32-planar' });
+        const rate = ad.sampleRate;
+        ad.close();
+        const half = Math.floor(pcm.length / 2);
+        for (let h = 0; h < 2; h++) {
+          const x = pcm.subarray(h * half, (h + 1) * half);
+          const n = x.length;
+          const w = new Float32Array(n);
+          for (let i = 0; i < n; i++) w[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1));
+          const db = {};
+          for (const f of freqs) {
+            let re = 0;
+            let im = 0;
+            const k = (2 * Math.PI * f) / rate;
+            for (let i = 0; i < n; i++) { re += x[i] * w[i] * Math.cos(k * i); im -= x[i] * w[i] * Math.sin(k * i); }
+            const amp = (4 * Math.hypot(re, im)) / n; // Hann: coherent gain 1/2
+            db[f] = amp > 0 ? 20 * Math.log10(amp) : -200; // dBFS re a full-scale sine
+          }
+          // Crude low-pass (two one-pole stages, ~4 kHz) for the speech band.
+          const a = Math.exp((-2 * Math.PI * 4000) / rate);
+          let y1 = 0;
+          let y2 = 0;
+          let sq = 0;
+          for (let i = 0; i < n; i++) { y1 = (1 - a) * x[i] + a * y1; y2 = (1 - a) * y1 + a * y2; sq += y2 * y2; }
+          p.windows.push({ seq: m.seq, half: h, ingress: m.ingress - (1 - h) * ((half / rate) * 1000), rx: m.rx, db, lowPow: sq / n });
+        }
+      },
+      error: (e) => p.errors.push(String(e)),
+    });
+    dec.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1 });
+    const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    p.ws = ws;
+    p.dec = dec;
+    let ts = 0;
+    ws.onmessage = (e) => {
+      const rx = Date.now();
+      if (typeof e.data === 'string') {
+        let msg = null;
+        try { msg = JSON.parse(e.data); } catch { /* ignore */ }
+        p.texts.push({ rx, msg });
+        if (msg && msg.type === 'hello') resolve();
+        return;
+      }
+      const v = new DataView(e.data);
+      if (v.getUint8(0) !== 1) return;
+      p.packets++;
+      meta.push({ seq: v.getUint32(4), ingress: Number(v.getBigUint64(8)) / 1000, rx });
+      dec.decode(new EncodedAudioChunk({ type: 'key', timestamp: ts, data: new Uint8Array(e.data, 16) }));
+      ts += 20000;
+    };
+    ws.onerror = () => reject(new Error(`probe: websocket error on ${url}`));
+    setTimeout(() => reject(new Error(`probe: no hello from ${url} in 5 s`)), 5000);
+  }), { url, freqs, key });
+  return {
+    read: (sinceMs = 0) => page.evaluate(({ key, sinceMs }) => {
+      const p = window[key];
+      return { windows: p.windows.filter((w) => w.ingress >= sinceMs), texts: p.texts, packets: p.packets, errors: p.errors };
+    }, { key, sinceMs }),
+    stop: () => page.evaluate((key) => { const p = window[key]; p.ws.close(); if (p.dec.state !== 'closed') p.dec.close(); }, key).catch(() => {}),
+  };
+}
+
+// Power-mean (dB) of the low band over windows: compares a channel's floor speech with orig's.
+export function lowBandDb(windows) {
+  if (!windows.length) return NaN;
+  return 10 * Math.log10(windows.reduce((s, w) => s + w.lowPow, 0) / windows.length + 1e-20);
 }

@@ -81,7 +81,7 @@ GST_START_TEST (test_demo_ini)
   fail_unless (w != NULL && w->booths->len == 2);
   const DragomanBoothConfig *wb = find_booth (w, "hy");
   fail_unless_equals_string (wb->source, "browser");
-  fail_unless_equals_string (wb->on_air, "signal");
+  fail_unless_equals_string (wb->on_air, "manual");
   fail_unless_equals_int (wb->max_interpreters, 2);
   fail_unless_equals_int (wb->jitter_ms, 30);
   fail_unless (wb->token && strlen (wb->token) >= 8);
@@ -136,7 +136,7 @@ GST_START_TEST (test_browser_booth)
   const char *const ok[] = { "booth main/en.source=browser", "booth main/en.token=12345678", NULL };
   g_autoptr (DragomanConfig) c = load_ok (BASE, ok);
   const DragomanBoothConfig *b = find_booth (dragoman_config_find_room (c, "main"), "en");
-  fail_unless_equals_string (b->on_air, "signal");
+  fail_unless_equals_string (b->on_air, "manual");
   fail_unless_equals_int (b->max_interpreters, 2);
 }
 GST_END_TEST;

@@ -1,0 +1,36 @@
+/* stage — a room's stage input (test, SRT, file) and what happens when it fails.
+ *
+ * The floor every channel mixes is never allowed to stop: an input-selector
+ * switches it to live silence when the stage has sent no audio for
+ * DRAGOMAN_STAGE_LOST_MS, and back on the stage's next buffer; the interpreters
+ * keep being heard throughout. The video (H.264, passed through) is handed on as
+ * it comes; HLS puts its slate in (hls.c). Owner: the room. Main thread, except
+ * the pad probes, which only store timestamps and counters. */
+#pragma once
+#include "config.h"
+
+#include <gst/gst.h>
+
+/* 300 ms: a healthy SRT feed delivers audio every ~20-60 ms, so 0.3 s of nothing
+ * is a dead sender. Until the switch the channels' mixers have no floor and stall:
+ * listeners hear a gap of about this plus the watchdog's 100 ms, once per loss. */
+#define DRAGOMAN_STAGE_LOST_MS 300
+
+typedef struct _DragomanStage DragomanStage;
+
+DragomanStage *dragoman_stage_new (GstElement *pipeline, const DragomanConfig *config, const DragomanRoomConfig *room,
+                                   GHashTable *vars, GError **error);
+void dragoman_stage_free (DragomanStage *stage);
+/* S16LE 48 kHz mono, never stops: link the floor tee here */
+GstElement *dragoman_stage_get_floor (DragomanStage *stage);
+/* H.264 byte-stream (or NULL: an audio-only stage) */
+GstPad *dragoman_stage_get_video (DragomanStage *stage);
+gboolean dragoman_stage_is_live (DragomanStage *stage);
+const char *dragoman_stage_get_reason (DragomanStage *stage);
+gint64 dragoman_stage_get_since (DragomanStage *stage); /* unix seconds of the last change */
+/* "1280x720 30/1 H.264", bitrate in bit/s over the last second; NULL before any video */
+const char *dragoman_stage_get_video_info (DragomanStage *stage);
+guint64 dragoman_stage_get_bitrate (DragomanStage *stage);
+guint dragoman_stage_get_losses (DragomanStage *stage);
+/* called on the main thread when the stage goes live or is lost */
+void dragoman_stage_set_change_func (DragomanStage *stage, void (*func) (gpointer, gboolean live), gpointer data);
