@@ -19,7 +19,7 @@ struct _DragomanStage {
   guint losses;
   guint timer;
   /* written by streaming threads (atomics), read here */
-  gint64 last_audio_us;
+  gint64 last_audio_us; /* audio or video: the sender is alive */
   guint64 video_bytes;
   /* main thread */
   guint64 bytes_seen;
@@ -44,6 +44,9 @@ on_stage_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   if (buf)
     __atomic_fetch_add (&s->video_bytes, gst_buffer_get_size (buf), __ATOMIC_RELAXED);
+  /* a sender's muxer may hold audio back for up to 0.7 s (ffmpeg's default
+   * max_delay): video frames every 33-40 ms say the sender is alive meanwhile */
+  __atomic_store_n (&s->last_audio_us, g_get_monotonic_time (), __ATOMIC_RELAXED);
   return GST_PAD_PROBE_OK;
 }
 
@@ -73,7 +76,7 @@ watchdog (gpointer data)
   gint64 last = __atomic_load_n (&s->last_audio_us, __ATOMIC_RELAXED);
   gboolean flowing = last && now - last < DRAGOMAN_STAGE_LOST_MS * 1000;
   if (s->live && !flowing)
-    set_state (s, FALSE, "no audio from the stage for 0.3 s (sender stopped, or network lost)");
+    set_state (s, FALSE, "nothing from the stage for 0.3 s (sender stopped, or network lost)");
   else if (!s->live && flowing)
     set_state (s, TRUE, "receiving");
 

@@ -259,8 +259,91 @@ test('duck slider sends duck and the state follows', async () => {
   return `duck -22 dB ok in ${r.ms} ms, shown "${shown}"`;
 });
 
+// build/boothpeer as interpreters (signalling only, no WebRTC: cheap).
+function boothPeer(booth, name, args) {
+  const url = `${server.url.replace('http', 'ws')}/ws/booth?room=workshop&booth=${booth}`;
+  const proc = spawn(path.join(ROOT, 'build/boothpeer'), ['--url', url, '--token', `demo-${booth}-booth`, '--name', name,
+    '--no-media', '--json', ...args], { cwd: ROOT });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', () => {});
+  const done = new Promise((resolve) => proc.on('exit', (code) => {
+    let report = null;
+    try { report = JSON.parse(out); } catch { /* reported below */ }
+    resolve({ code, report, out });
+  }));
+  return { proc, done };
+}
+
+test('booth actions from the UI: chat/slow-down feed, message, mute, on-air, kick', async () => {
+  const sel = strip('workshop', 'ru');
+  const anna = boothPeer('ru', 'Anna', ['--actions', '1:on-air=true,2:chat=hello crew,3:slow-down', '--seconds', '25']);
+  await sleep(300);
+  const boris = boothPeer('ru', 'Boris', ['--seconds', '25']);
+  try {
+    await waitFor(page, (s) => document.querySelectorAll(`${s} .interpreters button.kick`).length === 2
+      && document.querySelector(`${s} .onair`).dataset.on === 'true', sel, 10000, 'Anna and Boris in workshop/ru, on air');
+    await waitFor(page, () => window.dragomanControl.chat.some((c) => c.kind === 'slow-down')
+      && window.dragomanControl.alerts.some((a) => a.kind === 'slow-down'), null, 8000, 'the chat and slow-down feed');
+    const feed = await page.evaluate(() => window.dragomanControl.chat.filter((c) => c.room === 'workshop' && c.booth === 'ru'));
+    assert(feed.some((c) => c.kind === 'chat' && c.from === 'Anna' && c.text === 'hello crew'), `chat missing: ${JSON.stringify(feed)}`);
+    assert(feed.filter((c) => c.kind === 'slow-down').length === 1, `slow-down listed ${feed.filter((c) => c.kind === 'slow-down').length} times: ${JSON.stringify(feed)}`);
+    const alertText = await page.textContent('#alerts');
+    assert(/slow-down/.test(alertText) && /workshop\/ru/.test(alertText), `alerts list: "${alertText}"`);
+
+    const n0 = await page.evaluate(() => window.dragomanControl.results.length);
+    const result = async (n, what) => {
+      await waitFor(page, (k) => window.dragomanControl.results.length > k, n, 5000, what);
+      return page.evaluate((k) => window.dragomanControl.results[k], n);
+    };
+    await page.fill(`${sel} .msg-text`, 'New speaker in 2 minutes');
+    await page.click(`${sel} button.send`);
+    const msg = await result(n0, 'the message result');
+    assert(msg.type === 'message' && msg.ok, `message result ${JSON.stringify(msg)}`);
+    assert(await page.inputValue(`${sel} .msg-text`) === '', 'message box not cleared after ok');
+
+    await page.click(`${sel} button.mute`);
+    const mute = await result(n0 + 1, 'the mute result');
+    assert(mute.ok && mute.fields.value === true, `mute result ${JSON.stringify(mute)}`);
+    await waitFor(page, (s) => document.querySelector(`${s} button.mute`).getAttribute('aria-pressed') === 'true'
+      && /MUTED/.test(document.querySelector(`${s} .flags`).textContent), sel, 3000, 'MUTED shown');
+    await page.click(`${sel} button.mute`);
+    const unmute = await result(n0 + 2, 'the unmute result');
+    assert(unmute.ok && unmute.fields.value === false, `unmute result ${JSON.stringify(unmute)}`);
+
+    // Kick is two clicks (a slip of the mouse must not cut an interpreter off).
+    const kick = `${sel} .interpreters li:nth-child(2) button.kick`;
+    const kickId = await page.getAttribute(kick, 'data-id');
+    await page.click(kick);
+    await sleep(200);
+    const armed = await page.evaluate(() => window.dragomanControl.results.length);
+    assert(armed === n0 + 3, 'the first click on Kick already sent the kick');
+    await page.click(kick);
+    const k = await result(n0 + 3, 'the kick result');
+    assert(k.ok && k.fields.interpreter === kickId, `kick result ${JSON.stringify(k)}`);
+    await waitFor(page, (s) => document.querySelectorAll(`${s} .interpreters button.kick`).length === 1, sel, 3000, 'one interpreter left');
+
+    await page.click(`${sel} button.on-air`);
+    const off = await result(n0 + 4, 'the on-air result');
+    assert(off.ok && off.fields.value === false, `on-air result ${JSON.stringify(off)}`);
+    await waitFor(page, (s) => document.querySelector(`${s} .onair`).dataset.on === 'false', sel, 3000, 'OFF AIR shown');
+
+    const b = await boris.done;
+    const got = (b.report?.messages || []).map((r) => r.msg);
+    assert(got.some((m) => m.type === 'message' && m.text === 'New speaker in 2 minutes'), `Boris did not get the crew's message: ${b.out.slice(-400)}`);
+    assert(b.report?.close_code === 4403 || got.some((m) => m.type === 'error' && m.code === 'kicked'), `Boris not kicked: close ${b.report?.close_code}`);
+    const ms = (await page.evaluate((n) => window.dragomanControl.results.slice(n), n0)).map((r) => `${r.type} ${r.ms}`).join(', ');
+    return `feed ${feed.length} items; results ok (ms): ${ms}; Boris closed ${b.report?.close_code}`;
+  } finally {
+    boris.proc.kill('SIGTERM');
+    // Anna stays for the screenshot; her --seconds ends her.
+    void anna;
+  }
+});
+
 test('screenshot with moving meters', async () => {
   await waitFor(page, () => window.dragomanControl.meters && document.querySelectorAll('.strip').length >= 9, null, 5000, 'strips');
+  await page.evaluate(() => window.scrollTo(0, 0));
   await sleep(800); // let the meters settle into motion
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, 'control.png');

@@ -251,8 +251,8 @@ export async function run(suite, tests) {
 
 // A /ws/listen client inside `page` (any page of the server's origin): each
 // Opus packet is decoded with WebCodecs and each 10 ms of it measured at
-// `freqs` (Hann-windowed DFT, dBFS of a sine), plus the RMS of everything
-// below ~4 kHz ("speech" band, where the floor's speech lives). Every window
+// `freqs` (Hann-windowed DFT, dBFS of a sine), plus the power of the
+// 100 Hz - 3.5 kHz band ("speech" band, where the floor's speech lives). Every window
 // carries the server's ingress time of its packet (the packet's newest input,
 // minus 10 ms for the first half) and the arrival time, both Date.now() ms.
 // Returns a handle: read() gives {windows, texts}; stop() closes the socket.
@@ -284,13 +284,18 @@ export async function startListenProbe(page, { url, freqs }) {
             const amp = (4 * Math.hypot(re, im)) / n; // Hann: coherent gain 1/2
             db[f] = amp > 0 ? 20 * Math.log10(amp) : -200; // dBFS re a full-scale sine
           }
-          // Crude low-pass (two one-pole stages, ~4 kHz) for the speech band.
-          const a = Math.exp((-2 * Math.PI * 4000) / rate);
-          let y1 = 0;
-          let y2 = 0;
+          // Speech band: DFT power at 100 Hz steps from 100 Hz to 3.5 kHz
+          // (Hann window: a 8-10 kHz ident tone leaks nothing down there).
           let sq = 0;
-          for (let i = 0; i < n; i++) { y1 = (1 - a) * x[i] + a * y1; y2 = (1 - a) * y1 + a * y2; sq += y2 * y2; }
-          p.windows.push({ seq: m.seq, half: h, ingress: m.ingress - (1 - h) * ((half / rate) * 1000), rx: m.rx, db, lowPow: sq / n });
+          for (let f = 100; f <= 3500; f += 100) {
+            let re = 0;
+            let im = 0;
+            const k = (2 * Math.PI * f) / rate;
+            for (let i = 0; i < n; i++) { re += x[i] * w[i] * Math.cos(k * i); im -= x[i] * w[i] * Math.sin(k * i); }
+            sq += re * re + im * im;
+          }
+          sq *= 16 / (n * n) / 2; // same scale as the tones: mean-square of the band's sines
+          p.windows.push({ seq: m.seq, half: h, ingress: m.ingress - (1 - h) * ((half / rate) * 1000), rx: m.rx, db, lowPow: sq });
         }
       },
       error: (e) => p.errors.push(String(e)),
