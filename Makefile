@@ -23,7 +23,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags gstreamer-check-1.0 2>/dev/null)
 APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
            libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
            gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-           gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice \
+           gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x \
            libwebsockets-dev libwebsockets-evlib-glib libjson-glib-dev libopus-dev \
            espeak-ng ffmpeg chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -32,7 +32,7 @@ struct _DragomanChannel {
   DragomanChannelMode published; /* last state sent to listeners */
 
   /* voice input watchdog, see voice_watchdog () */
-  GstElement *mix, *voice_vol;
+  GstElement *mix, *voice_vol, *pcm_tee;
   GstPad *voice_mix_pad; /* main thread; NULL while the voice is detached */
   gulong block_probe;    /* main thread; blocks the voice while detached */
   gint64 last_voice_us;  /* atomic: streaming thread writes, main thread reads */
@@ -344,17 +344,22 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
   ghost (ch->bin, floor_vol, "sink", "floor");
   GstElement *out = floor_vol;
 
+  /* Every channel has a mixer, orig too (floor only): it hands the encoders 10 ms
+   * blocks on a clean, gapless timeline; orig's AAC rendition failed its muxing
+   * ("Queued GOP time is negative") on the floor's raw timestamps without one. */
+  GstElement *mix = make (bin, "audiomixer", "mix");
+  GstElement *caps = make (bin, "capsfilter", "mix-caps");
+  g_autoptr (GstCaps) c = gst_caps_from_string (PCM_CAPS);
+  g_object_set (caps, "caps", c, NULL);
+  /* 10 ms mixer blocks: the encoder's smallest frame; bigger would add latency */
+  g_object_set (mix, "output-buffer-duration", (guint64) 10 * GST_MSECOND, NULL);
+  gst_element_link_many (floor_vol, mix, caps, NULL);
+  out = caps;
+
   if (has_voice) {
     GstElement *voice_vol = make (bin, "volume", "voice-gain");
     ch->voice_gain = add_gain (voice_vol, 0.0);
     ghost (ch->bin, voice_vol, "sink", "voice");
-    GstElement *mix = make (bin, "audiomixer", "mix");
-    GstElement *caps = make (bin, "capsfilter", "mix-caps");
-    g_autoptr (GstCaps) c = gst_caps_from_string (PCM_CAPS);
-    g_object_set (caps, "caps", c, NULL);
-    /* 10 ms mixer blocks: the encoder's smallest frame; bigger would add latency */
-    g_object_set (mix, "output-buffer-duration", (guint64) 10 * GST_MSECOND, NULL);
-    gst_element_link_many (floor_vol, mix, caps, NULL);
     ch->mix = mix;
     ch->voice_vol = voice_vol;
     g_autoptr (GstPad) vsrc = gst_element_get_static_pad (voice_vol, "src");
@@ -367,7 +372,6 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
     gst_pad_add_probe (vsink, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, on_voice_buffer, ch, NULL);
     /* 50 ms: the detach happens within 250 ms of the last buffer */
     ch->watchdog = g_timeout_add (50, voice_watchdog, ch);
-    out = caps;
   }
 
   ch->published = (DragomanChannelMode) -1;
@@ -381,7 +385,12 @@ dragoman_channel_new (const char *room, const char *lang, gboolean has_voice, in
   GstElement *level = make (bin, "level", lname);
   g_object_set (level, "interval", (guint64) DRAGOMAN_LEVEL_INTERVAL_MS * GST_MSECOND, "post-messages", TRUE, NULL);
   gst_element_link (out, level);
-  out = level;
+  /* the same PCM for HLS/recordings (dragoman_channel_get_pcm_pad); the Opus branch
+   * is requested first, so the tee feeds the low-latency path before any other */
+  ch->pcm_tee = make (bin, "tee", "pcm");
+  g_object_set (ch->pcm_tee, "allow-not-linked", TRUE, NULL);
+  gst_element_link (level, ch->pcm_tee);
+  out = ch->pcm_tee;
   GstElement *enc = make (bin, "opusenc", "opus");
   GstElement *sink = make (bin, "appsink", "packets");
   /* Opus frame-size enum values are the frame length in ms for 10 and 20 */
@@ -432,4 +441,16 @@ DragomanFanout *
 dragoman_channel_get_fanout (DragomanChannel *ch)
 {
   return ch->fanout;
+}
+
+GstPad *
+dragoman_channel_get_pcm_pad (DragomanChannel *ch)
+{
+  if (!ch->pcm_tee)
+    return NULL;
+  g_autoptr (GstPad) tee_src = gst_element_request_pad_simple (ch->pcm_tee, "src_%u");
+  GstPad *ghost = gst_ghost_pad_new (NULL, tee_src);
+  gst_pad_set_active (ghost, TRUE);
+  gst_element_add_pad (ch->bin, ghost); /* the bin takes the floating ref */
+  return gst_object_ref (ghost);
 }

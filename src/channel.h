@@ -48,6 +48,9 @@ double dragoman_channel_get_duck_db (DragomanChannel *channel);
 DragomanChannelMode dragoman_channel_get_mode (DragomanChannel *channel);
 const char *dragoman_channel_mode_name (DragomanChannelMode mode);
 DragomanFanout *dragoman_channel_get_fanout (DragomanChannel *channel);
+/* a new src pad on the bin carrying the channel's PCM (S16LE 48 kHz mono), for
+ * HLS and recordings (transfer full); NULL without an encoder. Main thread. */
+GstPad *dragoman_channel_get_pcm_pad (DragomanChannel *channel);
 
 /* Main thread: told when the voice input starts or stops delivering audio (a
  * hardware booth's signal, an interpreter's connection). */

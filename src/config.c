@@ -35,11 +35,12 @@ dragoman_language_lookup (const char *code)
   return NULL;
 }
 
-static const char *const server_keys[] = { "address", "port", "web-root", "pipelines", "media", "admin-token", NULL };
+static const char *const server_keys[] = { "address", "port",        "web-root", "pipelines",
+                                           "media",   "admin-token", "hls-dir",  NULL };
 static const char *const webrtc_keys[] = { "stun-server", "turn-server", "ice-addresses", NULL };
 static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
 static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
-                                         "opus-bitrate", "duck-db", NULL };
+                                         "opus-bitrate", "duck-db", "hls", "hls-segment-seconds", "hls-window", NULL };
 /* stage-* and booth sources may add their own keys: they become ${vars} */
 
 typedef struct {
@@ -200,6 +201,13 @@ parse_room (Parser *p, DragomanConfig *c, const char *group, const char *id)
     return FALSE;
   if (!get_double (p, group, "duck-db", -15.0, -60.0, 0.0, &r->duck_db))
     return FALSE;
+  g_autofree char *hls = get_string (p, group, "hls", "true");
+  if (!g_str_equal (hls, "true") && !g_str_equal (hls, "false"))
+    return fail (p, group, "hls", "'%s' is not true or false", hls);
+  r->hls = g_str_equal (hls, "true");
+  if (!get_int (p, group, "hls-segment-seconds", 2, 1, 10, &r->hls_segment_seconds) ||
+      !get_int (p, group, "hls-window", 6, 3, 100, &r->hls_window))
+    return FALSE;
 
   g_autofree char *langs = get_string (p, group, "languages", "");
   r->langs = g_strsplit_set (langs, " ,;", -1);
@@ -309,6 +317,7 @@ parse (Parser *p, const char *const *overrides)
   c->web_root = get_string (p, g, "web-root", "web");
   c->pipeline_dir = get_string (p, g, "pipelines", "pipelines");
   c->media_dir = get_string (p, g, "media", "build/media");
+  c->hls_dir = get_string (p, g, "hls-dir", "build/hls");
   if (!get_int (p, g, "port", 8080, 1, 65535, &c->port))
     return NULL;
 
@@ -459,6 +468,7 @@ dragoman_config_free (DragomanConfig *c)
   g_free (c->web_root);
   g_free (c->pipeline_dir);
   g_free (c->media_dir);
+  g_free (c->hls_dir);
   g_free (c->admin_token);
   g_free (c->stun_server);
   g_free (c->turn_server);

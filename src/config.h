@@ -37,6 +37,9 @@ typedef struct {
   int opus_frame_ms; /* 10 or 20 */
   int opus_bitrate;  /* bit/s */
   double duck_db;    /* floor level under a live interpreter */
+  gboolean hls;      /* HLS with one audio rendition per channel */
+  int hls_segment_seconds;
+  int hls_window;    /* segments in a media playlist */
   GPtrArray *booths; /* DragomanBoothConfig* */
 } DragomanRoomConfig;
 
@@ -47,6 +50,7 @@ typedef struct {
   char *web_root;
   char *pipeline_dir;
   char *media_dir;
+  char *hls_dir;
   int listen_burst_ms;
   int listen_soft_limit_ms;
   int listen_hard_limit_ms;

@@ -130,7 +130,18 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 }
 
 static int
+respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, char *body,
+                const char *cache_control);
+
+static int
 respond (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, char *body)
+{
+  return respond_cached (wsi, hs, status, type, body, "no-store");
+}
+
+static int
+respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, char *body,
+                const char *cache_control)
 {
   guint8 hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
   hs->len = strlen (body);
@@ -138,8 +149,8 @@ respond (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, ch
   memcpy (hs->buf + LWS_PRE, body, hs->len);
   g_free (body);
   if (lws_add_http_common_headers (wsi, status, type, hs->len, &p, end) ||
-      lws_add_http_header_by_name (wsi, (const unsigned char *) "cache-control:", (const unsigned char *) "no-store", 8,
-                                   &p, end) ||
+      lws_add_http_header_by_name (wsi, (const unsigned char *) "cache-control:", (const unsigned char *) cache_control,
+                                   (int) strlen (cache_control), &p, end) ||
       lws_add_http_header_by_name (wsi, (const unsigned char *) "x-content-type-options:",
                                    (const unsigned char *) "nosniff", 7, &p, end) ||
       lws_finalize_write_http_header (wsi, start, &p, end))
@@ -166,6 +177,18 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
       return respond (wsi, hs, HTTP_STATUS_OK, "text/plain; version=0.0.4", dragoman_metrics_prometheus (server));
     if (g_str_equal (uri, "/api/v1/rooms"))
       return respond (wsi, hs, HTTP_STATUS_OK, "application/json", dragoman_metrics_rooms_json (server));
+    if (g_str_has_prefix (uri, "/hls/")) {
+      /* /hls/ROOM/NAME.m3u8: playlists from memory; a second of cache lets a CDN
+       * collapse requests while players still see every new segment */
+      g_auto (GStrv) parts = g_strsplit (uri + 5, "/", 3);
+      DragomanRoom *room = parts[0] && dragoman_config_valid_id (parts[0]) ? dragoman_server_find_room (server, parts[0])
+                                                                           : NULL;
+      DragomanHls *hls = room ? dragoman_room_get_hls (room) : NULL;
+      const char *pl = hls && parts[1] && !parts[2] ? dragoman_hls_get_playlist (hls, parts[1]) : NULL;
+      if (!pl)
+        return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("no such playlist\n"));
+      return respond_cached (wsi, hs, HTTP_STATUS_OK, "application/vnd.apple.mpegurl", g_strdup (pl), "max-age=1");
+    }
     if (g_str_equal (uri, "/booth") || g_str_equal (uri, "/control")) {
       /* served here, not by a file mount, so that /booth?room=..&booth=.. keeps its
        * query (a mount redirects to /booth/ and drops it); assets load from / */
@@ -201,7 +224,8 @@ static const struct lws_protocols protocols[] = {
   { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
-static const struct lws_protocol_vhost_options mime_mjs = { NULL, NULL, ".mjs", "text/javascript" };
+static const struct lws_protocol_vhost_options mime_ts = { NULL, NULL, ".ts", "video/mp2t" };
+static const struct lws_protocol_vhost_options mime_mjs = { &mime_ts, NULL, ".mjs", "text/javascript" };
 static const struct lws_protocol_vhost_options mime_json = { &mime_mjs, NULL, ".json", "application/json" };
 static const struct lws_protocol_vhost_options mime_wasm = { &mime_json, NULL, ".wasm", "application/wasm" };
 
@@ -211,13 +235,20 @@ static const struct lws_protocol_vhost_options mime_wasm = { &mime_json, NULL, "
 
 static struct lws_http_mount mount_web = { .mountpoint = "/", .def = "index.html", .origin_protocol = LWSMPRO_FILE,
                                            .mountpoint_len = 1, .extra_mimetypes = &mime_wasm };
-static const struct lws_http_mount mount_ws = { .mount_next = &mount_web, .mountpoint = "/ws", .origin = "dragoman-ws",
+/* HLS segments never change once written: any cache may keep them (a year);
+ * the playlists, which do, are answered by callback with max-age=1 */
+static struct lws_http_mount mount_segments = { .mount_next = &mount_web, .mountpoint = "/hls-seg",
+                                                .origin_protocol = LWSMPRO_FILE, .mountpoint_len = 8,
+                                                .extra_mimetypes = &mime_wasm, .cache_max_age = 31536000,
+                                                .cache_reusable = 1, .cache_intermediaries = 1 };
+static const struct lws_http_mount mount_ws = { .mount_next = &mount_segments, .mountpoint = "/ws", .origin = "dragoman-ws",
                                                 .origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 3 };
 static const struct lws_http_mount mount_metrics = CALLBACK_MOUNT (&mount_ws, "/metrics");
 static const struct lws_http_mount mount_health = CALLBACK_MOUNT (&mount_metrics, "/healthz");
 static const struct lws_http_mount mount_booth = CALLBACK_MOUNT (&mount_health, "/booth");
 static const struct lws_http_mount mount_control = CALLBACK_MOUNT (&mount_booth, "/control");
-static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_control, "/api");
+static const struct lws_http_mount mount_hls = CALLBACK_MOUNT (&mount_control, "/hls");
+static const struct lws_http_mount mount_api = CALLBACK_MOUNT (&mount_hls, "/api");
 /* web-root holds the npm install too: none of it is served, but for what a page
  * needs, mounted by name (none yet) */
 static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api, "/node_modules");
@@ -238,6 +269,7 @@ dragoman_http_start (DragomanServer *server, GError **error)
   lws_set_log_level (LLL_ERR | LLL_WARN, NULL);
 
   mount_web.origin = server->config->web_root;
+  mount_segments.origin = server->config->hls_dir;
   void *loops[] = { server->loop, NULL };
   struct lws_context_creation_info info = { 0 };
   info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8 |

@@ -9,6 +9,7 @@
  * streaming thread: six encoders use both cores, and a slow one delays no other. */
 #include "room.h"
 
+#include "hls.h"
 #include "source.h"
 #include "stage.h"
 
@@ -29,6 +30,7 @@ struct _DragomanRoom {
   gboolean playing;
   GHashTable *levels; /* "floor", "channel:hy", "booth:hy" → DragomanLevel; main thread */
   DragomanStage *stage;
+  DragomanHls *hls; /* NULL: HLS off */
 };
 
 static GstElement *
@@ -130,6 +132,13 @@ on_level (DragomanRoom *room, GstMessage *msg)
   *slot = l;
 }
 
+static void
+on_stage_change (gpointer data, gboolean live)
+{
+  DragomanRoom *room = data;
+  dragoman_hls_set_stage_live (room->hls, live);
+}
+
 static gboolean
 on_bus (GstBus *bus, GstMessage *msg, gpointer data)
 {
@@ -159,7 +168,8 @@ on_bus (GstBus *bus, GstMessage *msg, gpointer data)
     gst_bin_recalculate_latency (GST_BIN (room->pipeline));
     break;
   case GST_MESSAGE_ELEMENT:
-    on_level (room, msg);
+    if (!dragoman_hls_handle_message (room->hls, msg))
+      on_level (room, msg);
     break;
   default:
     break;
@@ -195,7 +205,15 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
   gst_element_link (floor, room->floor_tee);
   GstPad *stage_video = dragoman_stage_get_video (room->stage);
-  if (stage_video) {
+  if (rc->hls) {
+    room->hls = dragoman_hls_new (room->pipeline, config, rc, error);
+    if (!room->hls) {
+      dragoman_room_free (room);
+      return NULL;
+    }
+    dragoman_hls_link_video (room->hls, stage_video);
+    dragoman_stage_set_change_func (room->stage, on_stage_change, room);
+  } else if (stage_video) {
     GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
     g_object_set (vsink, "sync", FALSE, "async", FALSE, NULL);
     g_autoptr (GstPad) vpad = gst_element_get_static_pad (vsink, "sink");
@@ -219,6 +237,10 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     GstElement *cbin = dragoman_channel_get_bin (ch);
     gst_bin_add (GST_BIN (room->pipeline), cbin);
     link_floor (room, cbin, lang);
+    if (room->hls) {
+      g_autoptr (GstPad) pcm = dragoman_channel_get_pcm_pad (ch);
+      dragoman_hls_link_audio (room->hls, lang, pcm);
+    }
     if (!bc)
       continue;
 
@@ -268,6 +290,7 @@ dragoman_room_free (DragomanRoom *room)
   gst_element_set_state (room->pipeline, GST_STATE_NULL);
   g_ptr_array_unref (room->booths);
   dragoman_stage_free (room->stage);
+  dragoman_hls_free (room->hls);
   gst_object_unref (room->pipeline);
   g_ptr_array_unref (room->channels);
   g_ptr_array_unref (room->fanouts);
@@ -339,4 +362,10 @@ DragomanStage *
 dragoman_room_get_stage (DragomanRoom *room)
 {
   return room->stage;
+}
+
+DragomanHls *
+dragoman_room_get_hls (DragomanRoom *room)
+{
+  return room->hls;
 }

@@ -6,6 +6,7 @@
 #include "booth.h"
 #include "channel.h"
 #include "config.h"
+#include "hls.h"
 #include "stage.h"
 
 typedef struct _DragomanRoom DragomanRoom;
@@ -29,5 +30,6 @@ DragomanBooth *dragoman_room_find_booth (DragomanRoom *room, const char *lang);
 GstElement *dragoman_room_get_pipeline (DragomanRoom *room);
 const DragomanConfig *dragoman_room_get_server_config (DragomanRoom *room);
 DragomanStage *dragoman_room_get_stage (DragomanRoom *room);
+DragomanHls *dragoman_room_get_hls (DragomanRoom *room); /* NULL: HLS off */
 /* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */
 const DragomanLevel *dragoman_room_get_level (DragomanRoom *room, const char *meter);

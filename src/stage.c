@@ -12,6 +12,7 @@ struct _DragomanStage {
   GstElement *pipeline, *bin, *select, *convert_out;
   GstPad *stage_pad, *silence_pad; /* input-selector sink pads */
   GstPad *video;
+  GstElement *rate;
   gboolean live;
   gint64 since;
   char *reason;
@@ -76,7 +77,7 @@ watchdog (gpointer data)
   gint64 last = __atomic_load_n (&s->last_audio_us, __ATOMIC_RELAXED);
   gboolean flowing = last && now - last < DRAGOMAN_STAGE_LOST_MS * 1000;
   if (s->live && !flowing)
-    set_state (s, FALSE, "nothing from the stage for 0.3 s (sender stopped, or network lost)");
+    set_state (s, FALSE, "nothing from the stage for 0.5 s (sender stopped, or network lost)");
   else if (!s->live && flowing)
     set_state (s, TRUE, "receiving");
 
@@ -155,6 +156,11 @@ dragoman_stage_new (GstElement *pipeline, const DragomanConfig *config, const Dr
   gst_pad_link (csrc, s->stage_pad);
   gst_pad_link (ssrc, s->silence_pad);
   g_object_set (s->select, "active-pad", s->silence_pad, NULL);
+  /* switching inputs can step the timeline back (overlap) or forward (gap):
+   * audiorate trims overlaps and fills gaps, so the floor's timestamps only ever
+   * move on (AAC muxing fails on a step back; mixers wait on a gap) */
+  s->rate = add (pb, "audiorate", "stage-rate");
+  gst_element_link (s->select, s->rate);
   gst_pad_add_probe (audio, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, on_stage_audio, s, NULL);
 
   s->video = gst_element_get_static_pad (bin, "video");
@@ -182,7 +188,7 @@ dragoman_stage_free (DragomanStage *s)
 GstElement *
 dragoman_stage_get_floor (DragomanStage *s)
 {
-  return s->select;
+  return s->rate;
 }
 
 GstPad *

@@ -11,10 +11,11 @@
 
 #include <gst/gst.h>
 
-/* 300 ms: a healthy SRT feed delivers audio every ~20-60 ms, so 0.3 s of nothing
- * is a dead sender. Until the switch the channels' mixers have no floor and stall:
- * listeners hear a gap of about this plus the watchdog's 100 ms, once per loss. */
-#define DRAGOMAN_STAGE_LOST_MS 300
+/* 500 ms: a healthy feed delivers a video frame every 33-40 ms and audio every
+ * 20-60 ms, so half a second of nothing is a dead sender (300 ms misfired on a
+ * loaded 2-core machine). Until the switch the channels' mixers have no floor and
+ * stall: listeners hear a gap of about this plus the watchdog's 100 ms, per loss. */
+#define DRAGOMAN_STAGE_LOST_MS 500
 
 typedef struct _DragomanStage DragomanStage;
 

@@ -1,0 +1,495 @@
+/* hls — see the header.
+ *
+ *  stage H.264 ─┐                                        ┌ splitmuxsink video (mpegtsmux) → v-N.ts
+ *  slate H.264 ─┴ input-selector ─ keyframe probe ─ queue┘      ▲ split-at-running-time
+ *  channel PCM ─ queue ─ avenc_aac ─ aacparse ─ splitmuxsink (mpegtsmux) → a-LANG-N.ts
+ *
+ * Splits: at the first video keyframe at least segment-seconds after the last
+ * split (the encoder's keyframe interval should equal the segment length), and at
+ * the first keyframe after the video source switched (stage lost or back). */
+#include "hls.h"
+
+#include <glib/gstdio.h>
+#include <gst/pbutils/pbutils.h>
+#include <gst/video/video.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (hls_debug);
+#define GST_CAT_DEFAULT hls_debug
+
+#define AAC_BITRATE 64000 /* speech and the floor's music, stereo-free: transparent enough */
+
+typedef struct {
+  guint id;
+  char *file;
+  double duration;
+  gint64 pdt_us; /* wall clock at the segment's start */
+  gboolean discont;
+} Segment;
+
+typedef struct {
+  DragomanHls *hls;
+  char *name;     /* "video" or "audio-hy" */
+  char *lang;     /* NULL for video */
+  GstElement *sink; /* splitmuxsink */
+  GQueue segments;  /* Segment* */
+  GstClockTime open_rt;
+  guint open_id;
+  gint64 open_pdt_us;
+  gboolean pending_discont; /* the next segment follows a discontinuity */
+  char *playlist;
+} Rendition;
+
+struct _DragomanHls {
+  const DragomanRoomConfig *room;
+  GstElement *pipeline, *select;
+  GstPad *stage_pad, *slate_pad;
+  char *dir;
+  GPtrArray *renditions; /* Rendition*; [0] is the video */
+  char *master;
+  char *video_codecs;
+  int width, height;
+  /* split driving: written by the keyframe probe's thread, under lock */
+  GMutex lock;
+  GstClockTime last_split, start_rt, last_out_rt;
+  gboolean switched;
+  gboolean need_keyframe;
+};
+
+static void
+segment_free (gpointer p)
+{
+  Segment *s = p;
+  g_free (s->file);
+  g_free (s);
+}
+
+static gint64
+running_time_to_wall_us (GstElement *el, GstClockTime rt)
+{
+  g_autoptr (GstClock) clock = gst_element_get_clock (el);
+  gint64 now = g_get_real_time ();
+  if (!clock)
+    return now;
+  GstClockTime cnow = gst_clock_get_time (clock), at = gst_element_get_base_time (el) + rt;
+  return now - (gint64) (GST_CLOCK_DIFF (at, cnow) / GST_USECOND);
+}
+
+static char *
+iso8601 (gint64 us)
+{
+  g_autoptr (GDateTime) dt = g_date_time_new_from_unix_utc (us / G_USEC_PER_SEC);
+  g_autofree char *base = g_date_time_format (dt, "%Y-%m-%dT%H:%M:%S");
+  return g_strdup_printf ("%s.%03dZ", base, (int) (us % G_USEC_PER_SEC / 1000));
+}
+
+static void
+write_playlist (Rendition *r)
+{
+  DragomanHls *h = r->hls;
+  GString *s = g_string_new ("#EXTM3U\n#EXT-X-VERSION:6\n");
+  double max = h->room->hls_segment_seconds;
+  for (GList *l = r->segments.head; l; l = l->next)
+    max = MAX (max, ((Segment *) l->data)->duration);
+  Segment *first = g_queue_peek_head (&r->segments);
+  g_string_append_printf (s, "#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:%u\n", (int) (max + 0.999),
+                          first ? first->id : 0);
+  for (GList *l = r->segments.head; l; l = l->next) {
+    Segment *seg = l->data;
+    g_autofree char *pdt = iso8601 (seg->pdt_us);
+    if (seg->discont && l != r->segments.head)
+      g_string_append (s, "#EXT-X-DISCONTINUITY\n");
+    g_string_append_printf (s, "#EXT-X-PROGRAM-DATE-TIME:%s\n#EXTINF:%.3f,\n/hls-seg/%s/%s\n", pdt, seg->duration,
+                            h->room->id, seg->file);
+  }
+  g_free (r->playlist);
+  r->playlist = g_string_free (s, FALSE);
+}
+
+static void
+write_master (DragomanHls *h)
+{
+  const DragomanLanguage *floor = dragoman_language_lookup (h->room->floor_lang);
+  GString *s = g_string_new ("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+  for (guint i = 1; i < h->renditions->len; i++) {
+    Rendition *r = h->renditions->pdata[i];
+    gboolean orig = g_str_equal (r->lang, "orig");
+    const DragomanLanguage *l = dragoman_language_lookup (r->lang);
+    g_autofree char *name = orig ? g_strdup_printf ("Original (%s)", floor->native_name) : g_strdup (l->native_name);
+    g_string_append_printf (s,
+                            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aac\",LANGUAGE=\"%s\",NAME=\"%s\",DEFAULT=%s,"
+                            "AUTOSELECT=%s,CHANNELS=\"1\",URI=\"%s.m3u8\"\n",
+                            orig ? h->room->floor_lang : r->lang, name, orig ? "YES" : "NO", orig ? "YES" : "NO",
+                            r->name);
+  }
+  /* BANDWIDTH: the peak of video + one audio; the stage encoder's rate is not
+   * known until it streams, so assume a 4 Mbit/s conference feed until then */
+  g_string_append_printf (s, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s,mp4a.40.2\"", 4000000 + AAC_BITRATE,
+                          h->video_codecs ? h->video_codecs : "avc1.64001f");
+  if (h->width)
+    g_string_append_printf (s, ",RESOLUTION=%dx%d", h->width, h->height);
+  g_string_append (s, ",AUDIO=\"aac\"\nvideo.m3u8\n");
+  g_free (h->master);
+  h->master = g_string_free (s, FALSE);
+}
+
+/* CODECS and RESOLUTION follow what the video really is (another encoder may
+ * have taken over): checked at each video segment, the master rewritten on change */
+static void
+update_video_info (DragomanHls *h)
+{
+  g_autoptr (GstPad) src = gst_element_get_static_pad (h->select, "src");
+  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (src);
+  if (!caps)
+    return;
+  g_autofree char *codecs = gst_codec_utils_caps_get_mime_codec (caps);
+  int w = 0, hh = 0;
+  GstStructure *st = gst_caps_get_structure (caps, 0);
+  gst_structure_get_int (st, "width", &w);
+  gst_structure_get_int (st, "height", &hh);
+  if (codecs && g_str_has_prefix (codecs, "avc1.") && (g_strcmp0 (codecs, h->video_codecs) || w != h->width)) {
+    g_free (h->video_codecs);
+    h->video_codecs = g_steal_pointer (&codecs);
+    h->width = w;
+    h->height = hh;
+    write_master (h);
+  }
+}
+
+/* ---- splitmuxsink callbacks ------------------------------------------------ */
+
+static char *
+on_format_location (GstElement *sink, guint id, GstSample *first, gpointer data)
+{
+  Rendition *r = data;
+  return g_strdup_printf ("%s/%s-%05u.ts", r->hls->dir, r->name, id);
+}
+
+/* bus (main thread): a fragment opened or closed */
+static void
+on_fragment (Rendition *r, const GstStructure *st, gboolean opened)
+{
+  DragomanHls *h = r->hls;
+  GstClockTime rt = 0;
+  gst_structure_get_clock_time (st, "running-time", &rt);
+  const char *location = gst_structure_get_string (st, "location");
+  if (!location)
+    return;
+  if (opened) {
+    r->open_rt = rt;
+    r->open_pdt_us = running_time_to_wall_us (h->pipeline, rt);
+    return;
+  }
+  Segment *seg = g_new0 (Segment, 1);
+  seg->file = g_path_get_basename (location);
+  /* the id is in the name we gave it: NAME-NNNNN.ts */
+  const char *dash = strrchr (seg->file, '-');
+  seg->id = dash ? (guint) g_ascii_strtoull (dash + 1, NULL, 10) : 0;
+  seg->duration = GST_CLOCK_TIME_IS_VALID (r->open_rt) && rt > r->open_rt ? (double) (rt - r->open_rt) / GST_SECOND
+                                                                          : h->room->hls_segment_seconds;
+  seg->pdt_us = r->open_pdt_us;
+  seg->discont = r->pending_discont;
+  r->pending_discont = FALSE;
+  g_queue_push_tail (&r->segments, seg);
+  /* a sliding window; files stay two segments longer for players mid-fetch */
+  while (g_queue_get_length (&r->segments) > (guint) h->room->hls_window) {
+    Segment *old = g_queue_pop_head (&r->segments);
+    g_autofree char *path = g_strdup_printf ("%s/%s-%05u.ts", h->dir, r->name, old->id >= 2 ? old->id - 2 : 0);
+    if (old->id >= 2)
+      g_unlink (path);
+    segment_free (old);
+  }
+  write_playlist (r);
+  if (r == h->renditions->pdata[0])
+    update_video_info (h);
+}
+
+gboolean
+dragoman_hls_handle_message (DragomanHls *h, GstMessage *msg)
+{
+  const GstStructure *st = gst_message_get_structure (msg);
+  if (!h || !st || GST_MESSAGE_TYPE (msg) != GST_MESSAGE_ELEMENT)
+    return FALSE;
+  gboolean opened = gst_structure_has_name (st, "splitmuxsink-fragment-opened");
+  if (!opened && !gst_structure_has_name (st, "splitmuxsink-fragment-closed"))
+    return FALSE;
+  for (guint i = 0; i < h->renditions->len; i++) {
+    Rendition *r = h->renditions->pdata[i];
+    if (GST_MESSAGE_SRC (msg) == GST_OBJECT (r->sink)) {
+      on_fragment (r, st, opened);
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+/* ---- the split driver (video streaming thread) ---------------------------- */
+
+static GstPadProbeReturn
+on_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanHls *h = data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  if (!buf || !GST_BUFFER_PTS_IS_VALID (buf))
+    return GST_PAD_PROBE_OK;
+  /* running time, not PTS: x264enc, for one, starts its segment at 1000 hours */
+  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
+  const GstSegment *seg = NULL;
+  if (!ev)
+    return GST_PAD_PROBE_OK;
+  gst_event_parse_segment (ev, &seg);
+  GstClockTime rt = gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+  if (!GST_CLOCK_TIME_IS_VALID (rt))
+    return GST_PAD_PROBE_DROP;
+  gboolean key = !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
+
+  g_mutex_lock (&h->lock);
+  /* After a switch (slate <-> stage) the new source's frames may be stamped before
+   * the last one sent (its encoder runs later: seen ~1 s), and it starts mid-GOP:
+   * the muxer fails on a step back, a player on a GOP without its keyframe. Pass
+   * nothing until a keyframe later than everything sent so far. */
+  if ((GST_CLOCK_TIME_IS_VALID (h->last_out_rt) && rt <= h->last_out_rt) || (h->need_keyframe && !key)) {
+    g_mutex_unlock (&h->lock);
+    return GST_PAD_PROBE_DROP;
+  }
+  h->need_keyframe = FALSE;
+  h->last_out_rt = rt;
+  gboolean split = FALSE;
+  if (key) {
+    /* the first keyframe opens the first fragments by itself (a split there would lie
+     * before the audio renditions' first buffers: "Queued GOP time is negative"), nor
+     * in the first second while they open */
+    gboolean first = !GST_CLOCK_TIME_IS_VALID (h->last_split);
+    if (first)
+      h->start_rt = rt;
+    split = !first && rt >= h->start_rt + GST_SECOND &&
+            (h->switched ||
+             rt >= h->last_split + (GstClockTime) h->room->hls_segment_seconds * GST_SECOND - 50 * GST_MSECOND);
+    if (split || first) {
+      h->last_split = rt;
+      h->switched = FALSE;
+    }
+  }
+  g_mutex_unlock (&h->lock);
+  if (split) {
+    GST_LOG ("room %s: split at %" GST_TIME_FORMAT, h->room->id, GST_TIME_ARGS (rt));
+    for (guint i = 0; i < h->renditions->len; i++)
+      g_signal_emit_by_name (((Rendition *) h->renditions->pdata[i])->sink, "split-at-running-time", rt);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+/* An encoder's priming can stamp the very first AAC frame before the segment's
+ * start (running time < 0): splitmuxsink then fails the whole rendition with
+ * "Timestamping error" (seen on orig, whose floor starts at running time ~0).
+ * Such a frame is useless to a player anyway. */
+static GstPadProbeReturn
+drop_before_start (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
+  const GstSegment *seg = NULL;
+  if (!buf || !ev)
+    return GST_PAD_PROBE_OK;
+  gst_event_parse_segment (ev, &seg);
+  if (!GST_BUFFER_PTS_IS_VALID (buf) ||
+      !GST_CLOCK_TIME_IS_VALID (gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf))))
+    return GST_PAD_PROBE_DROP;
+  return GST_PAD_PROBE_OK;
+}
+
+/* ---- construction --------------------------------------------------------- */
+
+static GstElement *
+add (GstElement *pipeline, const char *factory, const char *name)
+{
+  GstElement *e = gst_element_factory_make (factory, name);
+  if (!e)
+    g_error ("missing GStreamer element '%s': run `make deps`", factory);
+  gst_bin_add (GST_BIN (pipeline), e);
+  return e;
+}
+
+static Rendition *
+add_rendition (DragomanHls *h, const char *name, const char *lang)
+{
+  Rendition *r = g_new0 (Rendition, 1);
+  r->hls = h;
+  r->name = g_strdup (name);
+  r->lang = g_strdup (lang);
+  r->open_rt = GST_CLOCK_TIME_NONE;
+  g_queue_init (&r->segments);
+  g_autofree char *ename = g_strdup_printf ("hls-%s", name);
+  r->sink = add (h->pipeline, "splitmuxsink", ename);
+  GstElement *mux = gst_element_factory_make ("mpegtsmux", NULL);
+  GstElement *file = gst_element_factory_make ("filesink", NULL);
+  /* a live room must not wait for sinks to preroll, nor sync them to the clock */
+  g_object_set (file, "async", FALSE, "sync", FALSE, NULL);
+  g_object_set (r->sink, "muxer", mux, "sink", file, "max-size-time", (guint64) 0, "max-size-bytes", (guint64) 0,
+                "send-keyframe-requests", FALSE, NULL);
+  g_signal_connect (r->sink, "format-location-full", G_CALLBACK (on_format_location), r);
+  g_ptr_array_add (h->renditions, r);
+  write_playlist (r);
+  return r;
+}
+
+DragomanHls *
+dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const DragomanRoomConfig *room, GError **error)
+{
+  if (!hls_debug)
+    GST_DEBUG_CATEGORY_INIT (hls_debug, "dragoman-hls", 0, "dragoman HLS");
+  g_autofree char *dir = g_build_filename (config->hls_dir, room->id, NULL);
+  if (g_mkdir_with_parents (dir, 0755) != 0) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "[server] hls-dir: cannot create %s: %s", dir, g_strerror (errno));
+    return NULL;
+  }
+  /* segments of an earlier run would be served under new playlists: start clean */
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  for (const char *f; d && (f = g_dir_read_name (d));)
+    if (g_str_has_suffix (f, ".ts")) {
+      g_autofree char *path = g_build_filename (dir, f, NULL);
+      g_unlink (path);
+    }
+
+  DragomanHls *h = g_new0 (DragomanHls, 1);
+  h->room = room;
+  h->pipeline = pipeline;
+  h->dir = g_steal_pointer (&dir);
+  h->renditions = g_ptr_array_new ();
+  h->last_split = GST_CLOCK_TIME_NONE;
+  h->last_out_rt = GST_CLOCK_TIME_NONE;
+  g_mutex_init (&h->lock);
+
+  /* the slate: what viewers see while the stage is lost. 5 fps at 640x360 costs
+   * next to nothing to encode, keyframes every second for quick joins */
+  GstElement *slate = add (pipeline, "videotestsrc", "hls-slate");
+  g_object_set (slate, "is-live", TRUE, "pattern", 2 /* black */, NULL);
+  GstElement *scaps = add (pipeline, "capsfilter", NULL);
+  g_autoptr (GstCaps) sc = gst_caps_from_string ("video/x-raw,width=640,height=360,framerate=5/1");
+  g_object_set (scaps, "caps", sc, NULL);
+  GstElement *text = add (pipeline, "textoverlay", NULL);
+  g_object_set (text, "text", "The stream will resume shortly", "valignment", 4 /* center */, "halignment", 1,
+                "font-desc", "Sans 24", NULL);
+  GstElement *conv = add (pipeline, "videoconvert", NULL);
+  GstElement *i420 = add (pipeline, "capsfilter", NULL);
+  /* 4:2:0 8-bit: what every browser decodes (x264 picks 4:4:4 when left alone) */
+  g_autoptr (GstCaps) ic = gst_caps_from_string ("video/x-raw,format=I420");
+  g_object_set (i420, "caps", ic, NULL);
+  GstElement *enc = add (pipeline, "x264enc", NULL);
+  gst_util_set_object_arg (G_OBJECT (enc), "tune", "zerolatency");
+  gst_util_set_object_arg (G_OBJECT (enc), "speed-preset", "ultrafast");
+  g_object_set (enc, "key-int-max", 5, "bitrate", 200, NULL);
+  GstElement *parse = add (pipeline, "h264parse", NULL);
+  g_object_set (parse, "config-interval", -1, NULL);
+  GstElement *pcaps = add (pipeline, "capsfilter", NULL);
+  g_autoptr (GstCaps) hc = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,alignment=au");
+  g_object_set (pcaps, "caps", hc, NULL);
+  gst_element_link_many (slate, scaps, text, conv, i420, enc, parse, pcaps, NULL);
+
+  h->select = add (pipeline, "input-selector", "hls-video-select");
+  g_object_set (h->select, "sync-streams", FALSE, NULL);
+  h->slate_pad = gst_element_request_pad_simple (h->select, "sink_%u");
+  g_autoptr (GstPad) psrc = gst_element_get_static_pad (pcaps, "src");
+  gst_pad_link (psrc, h->slate_pad);
+  g_object_set (h->select, "active-pad", h->slate_pad, NULL);
+
+  GstElement *q = add (pipeline, "queue", NULL);
+  g_object_set (q, "max-size-time", (guint64) 2 * GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, NULL);
+  gst_element_link (h->select, q);
+  g_autoptr (GstPad) sel_src = gst_element_get_static_pad (h->select, "src");
+  gst_pad_add_probe (sel_src, GST_PAD_PROBE_TYPE_BUFFER, on_video, h, NULL);
+  Rendition *v = add_rendition (h, "video", NULL);
+  g_autoptr (GstPad) vsink = gst_element_request_pad_simple (v->sink, "video");
+  g_autoptr (GstPad) qsrc = gst_element_get_static_pad (q, "src");
+  gst_pad_link (qsrc, vsink);
+  write_master (h);
+  return h;
+}
+
+void
+dragoman_hls_link_video (DragomanHls *h, GstPad *h264)
+{
+  if (!h264)
+    return;
+  h->stage_pad = gst_element_request_pad_simple (h->select, "sink_%u");
+  gst_pad_link (h264, h->stage_pad);
+}
+
+void
+dragoman_hls_link_audio (DragomanHls *h, const char *lang, GstPad *pcm)
+{
+  g_autofree char *name = g_strdup_printf ("audio-%s", lang);
+  GstElement *q = add (h->pipeline, "queue", NULL);
+  /* AAC is not on the low-latency path: a roomy queue keeps it off the Opus thread */
+  g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, NULL);
+  GstElement *conv = add (h->pipeline, "audioconvert", NULL);
+  GstElement *enc = add (h->pipeline, "avenc_aac", NULL);
+  g_object_set (enc, "bitrate", AAC_BITRATE, NULL);
+  GstElement *parse = add (h->pipeline, "aacparse", NULL);
+  gst_element_link_many (q, conv, enc, parse, NULL);
+  g_autoptr (GstPad) qsink = gst_element_get_static_pad (q, "sink");
+  gst_pad_link (pcm, qsink);
+  Rendition *r = add_rendition (h, name, lang);
+  g_autoptr (GstPad) asink = gst_element_request_pad_simple (r->sink, "audio_%u");
+  g_autoptr (GstPad) psrc = gst_element_get_static_pad (parse, "src");
+  gst_pad_add_probe (psrc, GST_PAD_PROBE_TYPE_BUFFER, drop_before_start, NULL, NULL);
+  gst_pad_link (psrc, asink);
+  write_master (h);
+}
+
+void
+dragoman_hls_set_stage_live (DragomanHls *h, gboolean live)
+{
+  if (!h->stage_pad)
+    return;
+  g_mutex_lock (&h->lock);
+  h->switched = TRUE;
+  h->need_keyframe = TRUE;
+  g_mutex_unlock (&h->lock);
+  g_object_set (h->select, "active-pad", live ? h->stage_pad : h->slate_pad, NULL);
+  for (guint i = 0; i < h->renditions->len; i++)
+    ((Rendition *) h->renditions->pdata[i])->pending_discont = TRUE;
+  GST_INFO ("room %s: HLS video now %s", h->room->id, live ? "the stage" : "the slate");
+}
+
+const char *
+dragoman_hls_get_playlist (DragomanHls *h, const char *name)
+{
+  if (g_str_equal (name, "master.m3u8"))
+    return h->master;
+  for (guint i = 0; i < h->renditions->len; i++) {
+    Rendition *r = h->renditions->pdata[i];
+    if (g_str_has_prefix (name, r->name) && g_str_equal (name + strlen (r->name), ".m3u8"))
+      return r->playlist;
+  }
+  return NULL;
+}
+
+const char *
+dragoman_hls_get_dir (DragomanHls *h)
+{
+  return h->dir;
+}
+
+void
+dragoman_hls_free (DragomanHls *h)
+{
+  if (!h)
+    return;
+  for (guint i = 0; i < h->renditions->len; i++) {
+    Rendition *r = h->renditions->pdata[i];
+    g_queue_clear_full (&r->segments, segment_free);
+    g_free (r->name);
+    g_free (r->lang);
+    g_free (r->playlist);
+    g_free (r);
+  }
+  g_ptr_array_unref (h->renditions);
+  g_clear_object (&h->stage_pad);
+  g_clear_object (&h->slate_pad);
+  g_mutex_clear (&h->lock);
+  g_free (h->master);
+  g_free (h->video_codecs);
+  g_free (h->dir);
+  g_free (h);
+}
