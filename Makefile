@@ -77,6 +77,7 @@ integration: all
 	tests/integration/demo.sh
 	tests/integration/booth.sh
 	python3 tests/integration/control.py
+	python3 tests/integration/stage.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

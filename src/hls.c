@@ -142,9 +142,19 @@ update_video_info (DragomanHls *h)
   g_autoptr (GstCaps) caps = gst_pad_get_current_caps (src);
   if (!caps)
     return;
-  g_autofree char *codecs = gst_codec_utils_caps_get_mime_codec (caps);
   int w = 0, hh = 0;
   GstStructure *st = gst_caps_get_structure (caps, 0);
+  /* byte-stream H.264 has no codec_data for gst_codec_utils_caps_get_mime_codec ()
+   * to read: build avc1.PPCCLL from h264parse's profile and level fields */
+  const char *profile = gst_structure_get_string (st, "profile");
+  const char *level = gst_structure_get_string (st, "level");
+  static const struct { const char *name, *hex; } profiles[] = {
+    { "constrained-baseline", "42e0" }, { "baseline", "4200" }, { "main", "4d40" }, { "high", "6400" },
+  };
+  char *codecs = NULL;
+  for (guint i = 0; profile && level && i < G_N_ELEMENTS (profiles); i++)
+    if (g_str_equal (profile, profiles[i].name))
+      codecs = g_strdup_printf ("avc1.%s%02x", profiles[i].hex, (int) (g_ascii_strtod (level, NULL) * 10 + 0.5));
   gst_structure_get_int (st, "width", &w);
   gst_structure_get_int (st, "height", &hh);
   if (codecs && g_str_has_prefix (codecs, "avc1.") && (g_strcmp0 (codecs, h->video_codecs) || w != h->width)) {
@@ -154,6 +164,7 @@ update_video_info (DragomanHls *h)
     h->height = hh;
     write_master (h);
   }
+  g_free (codecs);
 }
 
 /* ---- splitmuxsink callbacks ------------------------------------------------ */

@@ -12,6 +12,13 @@ and, at the same N, dragoman's /ws/listen fan-out through build/loadgen (the
 way tools/bench.py calls it, but every client on one channel and no stalled
 ones, since Icecast's listeners are all healthy and on one mount).
 
+A second mount, /bench20.opus, carries the same audio with one Ogg page per
+20 ms Opus packet (oggmux max-page-delay=10 ms): dragoman's write cadence.
+Icecast sends one send() per Ogg page per listener (seen with strace: 2133 B
+every 520 ms with oggmux's default 500 ms pages, 108 B every 20 ms with one
+packet per page), so this mount shows what its cheapness is made of: few,
+large, late writes.  The N listeners of each mount run one after the other.
+
 Measured per N, in the same run:
   - Icecast CPU % of a core over the window (utime+stime of the whole process,
     all threads) and idle CPU with the source connected and nobody listening;
@@ -19,7 +26,8 @@ Measured per N, in the same run:
     of the run) / N.  Icecast is not restarted between Ns, so run N ascending;
   - bytes per recv() seen by the N listeners (a recv() reads everything the
     socket holds, so this is the server's write size or more), split into the
-    burst-on-connect phase and the steady window, with a size histogram;
+    burst-on-connect phase (connect + warm-up) and the steady window, with a
+    size histogram;
   - latency, from a probe listener that parses Ogg pages, decodes Opus with
     libopus (ctypes) and times the click onsets (2 ms of 3 kHz every 501.3 ms,
     as tools/clickbench.c):
@@ -54,7 +62,7 @@ Needs: icecast2, gstreamer1.0-plugins-good (shout2send), -base (opus, ogg),
 libopus0, and for the dragoman side build/dragoman and build/loadgen.
 Python 3 stdlib only.
 """
-import argparse, array, ctypes, ctypes.util, json, math, os, pwd, grp, resource, selectors, shutil, signal, socket
+import argparse, array, bisect, ctypes, ctypes.util, json, math, os, pwd, grp, resource, selectors, shutil, signal, socket
 import subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,7 +143,13 @@ def listeners_main(a):
     stats = {p: {"recvs": 0, "bytes": 0, "max": 0, "hist": [0] * (len(SIZE_BUCKETS) + 1)}
              for p in ("burst", "window")}
     failed, closed, bad_status = 0, 0, 0
-    max_pending, pending, started = 32, 0, 0  # icecast listens with a backlog of 5
+    # icecast listens with a backlog of 5 (a full accept queue silently drops the
+    # handshake's last ACK, and that connection hangs for a minute): ramp the
+    # connects.  It answers a new listener only when the mount's next page
+    # arrives, so many wait for their headers at once.
+    # A listener with no answer after RETRY_S is closed and replaced (counted).
+    max_pending, pending, started, to_start, retried, stuck = 1000, 0, 0, a.clients, 0, 0
+    RETRY_S, next_check, first_bad = 3.0, 0.0, None
     buf = bytearray(256 * 1024)
     mv = memoryview(buf)
     t_start = time.monotonic()
@@ -150,13 +164,17 @@ def listeners_main(a):
             s.connect(("127.0.0.1", a.port))
         except BlockingIOError:
             pass
-        c = [s, False, b"", 0.0, 0, 0, False]
+        c = [s, False, b"", time.monotonic(), 0, 0, False]
         conns.append(c)
         sel.register(s, selectors.EVENT_WRITE, c)
 
-    def finish(c, bad=False):
-        nonlocal pending, closed, failed, bad_status
-        if not c[1]:
+    def finish(c, bad=False, retry=False):
+        nonlocal pending, closed, failed, bad_status, to_start, retried
+        if retry:
+            pending -= 1
+            retried += 1
+            to_start += 1
+        elif not c[1]:
             pending -= 1
             failed += 1
             bad_status += bad
@@ -168,11 +186,21 @@ def listeners_main(a):
 
     while True:
         now = time.monotonic()
-        while started < a.clients and pending < max_pending:
+        while to_start and pending < max_pending and now >= t_start + started / a.ramp:
             start(started)
             started += 1
+            to_start -= 1
             pending += 1
-        if phase == "connect" and started == a.clients and pending == 0:
+        if pending and now >= next_check:
+            next_check = now + 0.5
+            for c in conns:
+                if not c[1] and not c[6] and now - c[3] > RETRY_S:
+                    if retried < a.clients:
+                        finish(c, retry=True)
+                    else:
+                        stuck += 1
+                        finish(c)
+        if phase == "connect" and not to_start and pending == 0:
             phase, t_win = "burst", now + a.warmup
             t_connected = now
         if phase == "burst" and now >= t_win:
@@ -188,10 +216,11 @@ def listeners_main(a):
             if a.server_pid:
                 cpu_b, rss_b = proc_sample(a.server_pid)
             break
-        if phase == "connect" and now - t_start > 60:
-            break
         timeout = 0.05 if t_win is None else max(0.0, min(0.05, (t_end or t_win) - now))
-        for key, ev in sel.select(timeout):
+        events = sel.select(timeout)
+        now = time.monotonic()  # one clock read per batch, not per recv
+        st = stats["window" if phase == "window" else "burst"]
+        for key, ev in events:
             c = key.data
             s = c[0]
             if not c[1] and ev & selectors.EVENT_WRITE:
@@ -220,35 +249,34 @@ def listeners_main(a):
                         finish(c, True)
                     continue
                 if not c[2].startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")):
+                    first_bad = first_bad or c[2].split(b"\r\n")[0].decode(errors="replace")
                     finish(c, True)
                     continue
-                c[1], c[3] = True, time.monotonic()
+                c[1], c[3] = True, now
                 pending -= 1
                 n = len(c[2]) - end - 4
                 c[2] = b""
                 if n <= 0:
                     continue
             c[5] += n
-            if time.monotonic() - c[3] < 1.0:
+            if now - c[3] < 1.0:
                 c[4] += n
-            st = stats["window" if phase == "window" else "burst"]
             st["recvs"] += 1
             st["bytes"] += n
-            st["max"] = max(st["max"], n)
-            k = 0
-            while k < len(SIZE_BUCKETS) and n >= SIZE_BUCKETS[k]:
-                k += 1
-            st["hist"][k] += 1
+            if n > st["max"]:
+                st["max"] = n
+            st["hist"][bisect.bisect_right(SIZE_BUCKETS, n)] += 1
     opened = sum(1 for c in conns if c[1])
     open_at_end = sum(1 for c in conns if c[1] and not c[6])
     bursts = [c[4] for c in conns if c[1]]
     for c in conns:
         if not c[6]:
             c[0].close()
-    out = {"clients": a.clients, "opened": opened, "failed": failed, "bad_status": bad_status,
+    out = {"clients": a.clients, "opened": opened, "failed": failed, "retried": retried, "stuck": stuck,
+           "bad_status": bad_status, "first_bad_status": first_bad,
            "closed_by_server": closed, "open_at_end": open_at_end}
     if t_end is None:
-        out["error"] = "did not connect everyone within 60 s"
+        out["error"] = "no measurement window"
         print(json.dumps(out))
         return 1
     secs = a.seconds
@@ -373,9 +401,9 @@ class Icecast:
             pass
         return txt
 
-    def mount_up(self):
+    def mount_up(self, mount):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{MOUNT}", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{mount}", timeout=1) as r:
                 return r.status == 200 and len(r.read(64)) > 0
         except OSError:
             return False
@@ -402,13 +430,17 @@ class Source:
     chunk_t[k] is the wall time chunk k (samples k*CHUNK ..) was written, at its
     end, like a capture card delivering a period."""
 
-    def __init__(self, port):
+    def __init__(self, port, mount=MOUNT, page_ms=None):
+        mux = "oggmux"  # default max-page-delay 500 ms: ~26 packets per page
+        if page_ms:
+            mux += f" max-delay={page_ms * 1000000} max-page-delay={page_ms * 1000000}"
         pipeline = (f"fdsrc fd=0 ! rawaudioparse use-sink-caps=false format=pcm pcm-format=s16le "
                     f"sample-rate={RATE} num-channels=1 ! audioconvert ! "
-                    f"opusenc bitrate={BITRATE} bitrate-type=cbr frame-size=20 ! oggmux ! "
-                    f"shout2send ip=127.0.0.1 port={port} password={PASSWORD} mount={MOUNT}")
+                    f"opusenc bitrate={BITRATE} bitrate-type=cbr frame-size=20 ! {mux} ! "
+                    f"shout2send ip=127.0.0.1 port={port} password={PASSWORD} mount={mount}")
+        self.mount, self.page_ms = mount, page_ms
         self.cmd = ["gst-launch-1.0", "-q"] + pipeline.split()
-        self.log = open(os.path.join(ART, f"icecast-source-{port}.log"), "w")
+        self.log = open(os.path.join(ART, f"icecast-source-{port}{mount.replace('/', '-')}.log"), "w")
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT)
         self.chunk_t = []
         self.stopping = False
@@ -513,7 +545,7 @@ class Probe:
     def __init__(self, port, source):
         self.src = source
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(f"GET {MOUNT} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        self.sock.sendall(f"GET {source.mount} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         self.clicks, self.pages = [], []
         self.t_connect = time.time()
         self.t_first = None       # first audio page received (wall)
@@ -667,7 +699,7 @@ def dragoman_fanout(clients, seconds, lang="hy"):
             except OSError:
                 pass
             if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError("dragoman did not become healthy")
+                raise RuntimeError("dragoman did not become healthy (log: " + os.path.relpath(log.name, ROOT) + ")")
             time.sleep(0.2)
         time.sleep(1)
         args = [os.path.join(B, "loadgen"), "--url", f"ws://127.0.0.1:{port}/ws/listen?room=main",
@@ -696,108 +728,151 @@ def dragoman_fanout(clients, seconds, lang="hy"):
 
 # ---- the whole run -----------------------------------------------------------
 
-def run(clients_list, seconds, burst_size=65535, warmup=3.0, dragoman=True, log=None):
-    """Icecast (and dragoman) at each N in clients_list; JSON-able dict."""
+# Two mounts on the same server, fed alike except for the Ogg page size: the
+# usual one (oggmux's default 500 ms pages), and one page per 20 ms Opus packet,
+# i.e. dragoman's write cadence, which shows what Icecast's cheapness is made of.
+# (oggmux max-page-delay=10 ms gives one page per packet; 20 ms gives two.)
+VARIANTS = (("icecast", MOUNT, None), ("icecast_20ms_pages", "/bench20.opus", 10))
+
+
+def _listeners(ice, mount, n, seconds, warmup, rss_base):
+    cmd = [sys.executable, os.path.abspath(__file__), "--listeners", "--port", str(ice.port), "--mount", mount,
+           "--clients", str(n), "--warmup", str(warmup), "--seconds", str(seconds),
+           "--server-pid", str(ice.proc.pid), "--rss-base", str(rss_base)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 120)
+    try:
+        L = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise RuntimeError(f"listeners failed ({out.returncode}): {out.stderr[-800:]}")
+    if "error" in L:
+        raise RuntimeError(f"listeners on {mount}: {L['error']}: {L}")
+    return L
+
+
+def run(clients_list, seconds, burst_size=65535, warmup=3.0, dragoman=True, small_pages=True, log=None):
+    """Icecast (and dragoman) at each N in clients_list, in one run; a JSON-able dict.
+
+    results[i] = {"clients": N, "icecast": {...}, "icecast_20ms_pages": {...},
+                  "dragoman": {...}}.  About 25 s per N for dragoman, 16 s per N
+    and variant for Icecast, plus ~25 s to start Icecast and fill its burst."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     os.makedirs(ART, exist_ok=True)
     clients_list = sorted(clients_list)
-    res = {"icecast": {}, "dragoman": {}, "results": []}
+    variants = VARIANTS if small_pages else VARIANTS[:1]
+    res = {"load_before": round(os.getloadavg()[0], 2), "seconds": seconds, "warmup_s": warmup,
+           "icecast": {}, "results": [{"clients": n} for n in clients_list]}
     t_run = time.time()
     if dragoman:
         if not (os.access(os.path.join(B, "dragoman"), os.X_OK) and os.access(os.path.join(B, "loadgen"), os.X_OK)):
             raise RuntimeError("build/dragoman and build/loadgen are needed (make all)")
-        for n in clients_list:
-            log(f"icecast_bench: dragoman + loadgen, {n} listeners ...")
-            res["dragoman"][n] = dragoman_fanout(n, seconds)
+        for row in res["results"]:
+            log(f"icecast_bench: dragoman + loadgen, {row['clients']} listeners ...")
+            try:  # a broken dragoman build must not cost us the Icecast side
+                row["dragoman"] = dragoman_fanout(row["clients"], seconds)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired, KeyError) as e:
+                row["dragoman"] = {"error": str(e)}
+                log(f"icecast_bench: dragoman at {row['clients']}: {e}")
 
-    ice = src = probe = None
+    ice, srcs, probes = None, {}, {}
     try:
         ice = Icecast(max(clients_list) + 1, burst_size)
-        ver = subprocess.run([shutil.which("icecast2") or "icecast", "-v"], capture_output=True, text=True).stdout.strip()
-        res["icecast"] = {"version": ver, "port": ice.port, "burst_size": burst_size, "queue_size": 524288}
-        src = Source(ice.port)
-        res["icecast"]["source"] = " ".join(src.cmd)
+        exe = shutil.which("icecast2") or shutil.which("icecast")
+        info = res["icecast"]
+        info.update({"version": subprocess.run([exe, "-v"], capture_output=True, text=True).stdout.strip(),
+                     "pid": ice.proc.pid, "port": ice.port, "burst_size": burst_size, "queue_size": 524288,
+                     "config": ICECAST_XML.split("<limits>")[1].split("</limits>")[0].strip()
+                     .format(clients=max(clients_list) + 101, burst=burst_size)})
+        for name, mount, page_ms in variants:
+            srcs[name] = Source(ice.port, mount, page_ms)
+            info[f"source_{name}"] = " ".join(srcs[name].cmd).replace(PASSWORD, "***")
         deadline = time.time() + 15
-        while not ice.mount_up():
-            if time.time() > deadline or src.proc.poll() is not None:
-                raise RuntimeError("the source never came up on icecast: " + ice.tail())
-            time.sleep(0.2)
-        # fill the queue past the burst size so every listener gets the full burst
+        for name, mount, _ in variants:
+            while not ice.mount_up(mount):
+                if time.time() > deadline or srcs[name].proc.poll() is not None:
+                    raise RuntimeError(f"source {mount} never came up on icecast: " + ice.tail())
+                time.sleep(0.2)
+        # fill the queue past the burst size so every listener gets the full burst,
+        # not just whatever the source sent so far
         fill = burst_size * 8 / BITRATE + 2.0
         t_fill = time.time()
-        log(f"icecast_bench: icecast pid {ice.proc.pid} on :{ice.port}, filling {fill:.0f} s of burst ...")
+        log(f"icecast_bench: icecast pid {ice.proc.pid} on 127.0.0.1:{ice.port}, {len(variants)} mounts; "
+            f"{fill:.0f} s to fill the burst ...")
         idle_s = min(5.0, fill - 1)
         time.sleep(max(0.0, fill - idle_s))
         a = proc_sample(ice.proc.pid)
         time.sleep(idle_s)
         b = proc_sample(ice.proc.pid)
-        res["icecast"]["cpu_pct_idle"] = round(100 * (b[0] - a[0]) / idle_s, 1)
-        rss_base = b[1]
-        res["icecast"]["rss_kib_base"] = rss_base
-        probe = Probe(ice.port, src)
+        info["cpu_pct_idle"] = round(100 * (b[0] - a[0]) / idle_s, 1)  # sources in, nobody listening
+        rss_base = info["rss_kib_base"] = b[1]
+        for name, _, _ in variants:
+            probes[name] = Probe(ice.port, srcs[name])
         time.sleep(2.0)
-        res["icecast"]["probe"] = {"first_second_bytes": probe.first_second_bytes,
-                                   "first_second_audio_s": round(probe.first_second_bytes * 8 / BITRATE, 2),
-                                   "source_ran_s_before_connect": round(probe.t_connect - t_fill, 1)}
-        for n in clients_list:
-            log(f"icecast_bench: icecast, {n} listeners + probe ...")
-            cmd = [sys.executable, os.path.abspath(__file__), "--listeners", "--port", str(ice.port),
-                   "--mount", MOUNT, "--clients", str(n), "--warmup", str(warmup), "--seconds", str(seconds),
-                   "--server-pid", str(ice.proc.pid), "--rss-base", str(rss_base)]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 120)
-            try:
-                L = json.loads(out.stdout.strip().splitlines()[-1])
-            except (IndexError, json.JSONDecodeError):
-                raise RuntimeError(f"listeners failed ({out.returncode}): {out.stderr[-800:]}")
-            if "error" in L:
-                raise RuntimeError(f"listeners: {L['error']}: {L}")
-            w0, w1 = L["window_wall"]
-            lat = probe.window(w0, w1)
-            srv = L.get("server", {})
-            ic = {"cpu_pct": srv.get("cpu_pct"), "cpu_pct_idle": res["icecast"]["cpu_pct_idle"],
-                  "cpu_pct_fanout": round(srv["cpu_pct"] - res["icecast"]["cpu_pct_idle"], 1) if srv else None,
-                  "rss_kib": srv.get("rss_kib_end"), "rss_kib_base": rss_base,
-                  "rss_kib_per_listener": srv.get("rss_kib_per_listener"),
-                  "listeners": {k: L[k] for k in ("opened", "failed", "bad_status", "closed_by_server",
-                                                  "open_at_end", "connect_s", "client_cpu_pct",
-                                                  "first_second_bytes_mean", "first_second_bytes_min")},
-                  "bytes_per_recv": L["recv"]["window"]["bytes_per_recv"],
-                  "bytes_per_recv_burst": L["recv"]["burst"]["bytes_per_recv"],
-                  "recv": L["recv"], "probe": lat}
-            row = {"clients": n, "icecast": ic}
-            if n in res["dragoman"]:
-                row["dragoman"] = res["dragoman"][n]
-            res["results"].append(row)
-        if probe.error or src.error:
-            res["icecast"]["errors"] = [e for e in (probe.error, src.error) if e]
-        res["icecast"]["probe"]["unmatched_onsets"] = probe.unmatched
-        res["icecast"]["source_max_late_ms"] = round(src.max_late_ms, 1)
+        for name, _, _ in variants:
+            pr = probes[name]
+            info[f"probe_{name}"] = {"first_second_bytes": pr.first_second_bytes,
+                                     "first_second_audio_s": round(pr.first_second_bytes * 8 / BITRATE, 2),
+                                     "source_ran_s_before_connect": round(pr.t_connect - t_fill, 1)}
+        for row in res["results"]:
+            n = row["clients"]
+            for name, mount, page_ms in variants:
+                log(f"icecast_bench: icecast {mount}, {n} listeners + probe ...")
+                L = _listeners(ice, mount, n, seconds, warmup, rss_base)
+                srv = L.get("server", {})
+                row[name] = {
+                    "mount": mount, "oggmux_max_page_delay_ms": page_ms or 500,
+                    "ogg_page_ms": probes[name].window(*L["window_wall"])["page_ms_mean"],
+                    "cpu_pct": srv.get("cpu_pct"), "cpu_pct_idle": info["cpu_pct_idle"],
+                    "cpu_pct_fanout": round(srv["cpu_pct"] - info["cpu_pct_idle"], 1) if srv else None,
+                    "rss_kib": srv.get("rss_kib_end"), "rss_kib_base": rss_base,
+                    "rss_kib_per_listener": srv.get("rss_kib_per_listener"),
+                    "bytes_per_recv": L["recv"]["window"]["bytes_per_recv"],
+                    "bytes_per_recv_burst": L["recv"]["burst"]["bytes_per_recv"],
+                    "listeners": {k: L[k] for k in ("opened", "failed", "retried", "stuck", "bad_status",
+                                                    "first_bad_status", "closed_by_server",
+                                                    "open_at_end", "connect_s", "client_cpu_pct",
+                                                    "first_second_bytes_mean", "first_second_bytes_min")},
+                    "recv": L["recv"], "probe": probes[name].window(*L["window_wall"])}
+        for name, _, _ in variants:
+            pr, src = probes[name], srcs[name]
+            info[f"probe_{name}"]["unmatched_onsets"] = pr.unmatched
+            info[f"source_{name}_max_late_ms"] = round(src.max_late_ms, 1)
+            errs = [e for e in (pr.error, src.error) if e]
+            if errs:
+                info.setdefault("errors", []).extend(f"{name}: {e}" for e in errs)
     finally:
-        for x in (probe, src, ice):
+        for x in list(probes.values()) + list(srcs.values()) + [ice]:
             if x is not None:
                 x.stop()
-    del res["dragoman"]
-    res["seconds"] = seconds
+    res["load_after"] = round(os.getloadavg()[0], 2)
     res["run_s"] = round(time.time() - t_run, 1)
     return res
 
 
 def render(res):
-    lines = ["| listeners | server | CPU (− idle) | RSS/listener | bytes per recv (burst) | recvs/listener/s | "
-             "click latency p50 / p99 | arrival p50 | behind live (player) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"load average {res['load_before']} before, {res['load_after']} after; {res['seconds']} s windows", "",
+             "| listeners | server | CPU % (fan-out: − idle) | RSS/listener | bytes per recv (burst phase) | "
+             "recvs/listener/s | click latency p50 / p99 | click arrival p50 | player behind live |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in res["results"]:
-        i, p = r["icecast"], r["icecast"]["probe"]
-        lines.append(f"| {r['clients']} | Icecast | {i['cpu_pct']:.1f} % ({i['cpu_pct_fanout']:.1f}) | "
-                     f"{i['rss_kib_per_listener']:.2f} KiB | {i['bytes_per_recv']:.0f} ({i['bytes_per_recv_burst']:.0f}) | "
-                     f"{i['recv']['window']['recvs_per_listener_per_s']:.1f} | "
-                     f"{p['latency_ms']['p50']} / {p['latency_ms']['p99']} ms | {p['arrival_ms']['p50']} ms | "
-                     f"{p['behind_live_s']['p50']} s |")
+        for name, _, _ in VARIANTS:
+            i = r.get(name)
+            if not i:
+                continue
+            p = i["probe"]
+            lines.append(f"| {r['clients']} | Icecast, {i['ogg_page_ms']} ms pages | {i['cpu_pct']:.1f} "
+                         f"({i['cpu_pct_fanout']:.1f}) | {i['rss_kib_per_listener']:.2f} KiB | "
+                         f"{i['bytes_per_recv']:.0f} ({i['bytes_per_recv_burst']:.0f}) | "
+                         f"{i['recv']['window']['recvs_per_listener_per_s']:.1f} | "
+                         f"{p['latency_ms']['p50']} / {p['latency_ms']['p99']} ms | {p['arrival_ms']['p50']} ms | "
+                         f"{p['behind_live_s']['p50']} s |")
         d = r.get("dragoman")
-        if d:
-            lines.append(f"| {r['clients']} | dragoman | {d['cpu_pct']:.1f} % ({d['cpu_pct_fanout']:.1f}) | "
-                         f"{d['rss_kib_per_listener']:.2f} KiB | {d['bytes_per_message']} per message | "
-                         f"{d['messages_per_listener_per_s']:.1f} | delay p50 {d['delay_ms']['p50']} / "
-                         f"p99 {d['delay_ms']['p99']} ms | | |")
+        if d and "error" in d:
+            lines.append(f"| {r['clients']} | dragoman (loadgen) | failed: {d['error']} | | | | | | |")
+        elif d:
+            lines.append(f"| {r['clients']} | dragoman (loadgen) | {d['cpu_pct']:.1f} ({d['cpu_pct_fanout']:.1f}) | "
+                         f"{d['rss_kib_per_listener']:.2f} KiB | {d['bytes_per_message']} per WS message | "
+                         f"{d['messages_per_listener_per_s']:.1f} msgs | loadgen delay p50 {d['delay_ms']['p50']} / "
+                         f"p99 {d['delay_ms']['p99']} ms (delivered {d['delivered_ratio']:.2f}) | | |")
     return "\n".join(lines)
 
 
@@ -808,17 +883,20 @@ def main():
     ap.add_argument("--mount", default=MOUNT)
     ap.add_argument("--clients", default="100,1000")
     ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--ramp", type=float, default=250.0, help="listener connects per second")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--rss-base", type=int, default=0)
     ap.add_argument("--burst-size", type=int, default=65535)
     ap.add_argument("--no-dragoman", action="store_true")
+    ap.add_argument("--no-small-pages", action="store_true", help="only the default-page mount")
     ap.add_argument("--json", action="store_true", help="only the JSON on stdout")
     a = ap.parse_args()
     if a.listeners:
         a.clients = int(a.clients)
         sys.exit(listeners_main(a))
-    res = run([int(x) for x in a.clients.split(",")], a.seconds, a.burst_size, a.warmup, not a.no_dragoman)
+    res = run([int(x) for x in a.clients.split(",")], a.seconds, a.burst_size, a.warmup, not a.no_dragoman,
+              not a.no_small_pages)
     print(json.dumps(res, indent=2))
     if not a.json:
         print(render(res), file=sys.stderr)

@@ -164,6 +164,34 @@ test('right token: both rooms shown, meters move in a sane range', async () => {
   return `${m.length} meters msgs in 2 s, ${Object.keys(series).length} meters; main floor peak ${Math.min(...fl.map((v) => v[0])).toFixed(1)}…${Math.max(...fl.map((v) => v[0])).toFixed(1)} dBFS`;
 });
 
+// The server will send a CSP without 'unsafe-inline'; the page must not need it.
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'";
+
+test('works under a strict Content-Security-Policy (no inline script or style)', async () => {
+  // A response fulfilled by route() has no IP address space, so Chromium's
+  // Local Network Access checks would block its WebSocket to 127.0.0.1:
+  // a separate browser with those checks off.
+  const b = await launchBrowser(['--disable-features=LocalNetworkAccessChecks']);
+  const p = await newPage(b, log, LAPTOP);
+  await p.route('**/control', async (route) => {
+    const res = await route.fetch();
+    await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': CSP } });
+  });
+  await p.addInitScript(() => {
+    window.cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+  });
+  await signIn(p, ADMIN_TOKEN, 'CSP check');
+  await waitFor(p, () => window.dragomanControl && window.dragomanControl.state && window.dragomanControl.meters
+    && document.querySelectorAll('.strip').length >= 9, null, 8000, 'state and meters under CSP');
+  await sleep(500);
+  const v = await p.evaluate(() => window.cspViolations);
+  const cspHeader = await p.evaluate(async () => (await fetch('/control')).headers.get('content-security-policy'));
+  await b.close();
+  assert(v.length === 0, `CSP violations: ${v.join('; ')}`);
+  return `no violations under "${CSP.slice(0, 40)}…" (server's own CSP: ${cspHeader || 'none yet'})`;
+});
+
 test('reload keeps the crew member signed in (sessionStorage), state shown again', async () => {
   await page.reload();
   await waitFor(page, () => window.dragomanControl.welcome && document.querySelectorAll('.room').length === 2, null, 5000, 'signed in again after reload');
@@ -371,9 +399,24 @@ test('/ws/control traffic for one crew member over 10 s', async () => {
   measured.traffic = r;
   const f = (x) => x.toFixed(0);
   const parts = Object.entries(r.byType).map(([t, v]) => `${t} ${f(v.bytesPerS)} B/s (${v.msgsPerS.toFixed(1)}/s × ${f(v.avgBytes)} B)`);
-  assert(r.byType.meters && r.byType.meters.msgsPerS > 8 && r.byType.meters.msgsPerS < 20, `meters rate ${r.byType.meters?.msgsPerS}/s (want ~12)`);
+  assert(r.byType.meters && r.byType.meters.msgsPerS > 6 && r.byType.meters.msgsPerS < 20, `meters rate ${r.byType.meters?.msgsPerS}/s (want ~12)`);
   assert(r.byType.state && r.byType.state.msgsPerS >= 0.7, `state rate ${r.byType.state?.msgsPerS}/s (want >= 1)`);
   return `rx ${f(r.rxBps)} B/s (${(r.rxBps * 8 / 1000).toFixed(1)} kbit/s, ${r.rxMps.toFixed(1)} msgs/s), tx ${f(r.txBps)} B/s; ${parts.join('; ')}`;
+});
+
+test('server restart: the page marks itself stale, reconnects and signs in again by itself', async () => {
+  if (server.external) return 'skipped (external server)';
+  await page.evaluate(() => { window.preRestartState = window.dragomanControl.state; });
+  await stopServer(server);
+  await waitFor(page, () => document.body.classList.contains('stale') && /Reconnecting|No update/.test(document.querySelector('#conn').textContent),
+    null, 5000, 'the stale/reconnecting state');
+  const stale = await page.textContent('#conn');
+  server = await startServer({ port: server.port, name: 'dragoman-control' });
+  const t0 = Date.now();
+  await waitFor(page, () => !document.body.classList.contains('stale') && window.dragomanControl.ws
+    && window.dragomanControl.welcome && window.dragomanControl.state !== window.preRestartState
+    && document.querySelector('#signin').hidden, null, 15000, 'signed in again with a fresh state');
+  return `"${stale}", back ${Date.now() - t0} ms after /healthz`;
 });
 
 let code = 1;

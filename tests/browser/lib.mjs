@@ -261,6 +261,35 @@ export async function startListenProbe(page, { url, freqs }) {
   await page.evaluate(({ url, freqs, key }) => new Promise((resolve, reject) => {
     const p = { windows: [], texts: [], packets: 0, errors: [] };
     window[key] = p;
+    // Hann-windowed cos/sin tables per (length, rate, frequency), built once:
+    // the probe must stay light or its own lag shows up in the timings.
+    const BAND = [];
+    for (let f = 100; f <= 3500; f += 100) BAND.push(f);
+    const cache = new Map();
+    const tables = (n, rate) => {
+      const k = `${n}/${rate}`;
+      if (!cache.has(k)) {
+        const m = new Map();
+        for (const f of [...freqs, ...BAND]) {
+          const c = new Float32Array(n);
+          const s = new Float32Array(n);
+          for (let i = 0; i < n; i++) {
+            const w = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1));
+            c[i] = w * Math.cos((2 * Math.PI * f * i) / rate);
+            s[i] = -w * Math.sin((2 * Math.PI * f * i) / rate);
+          }
+          m.set(f, [c, s]);
+        }
+        cache.set(k, m);
+      }
+      return cache.get(k);
+    };
+    const dft = (x, [c, s]) => {
+      let re = 0;
+      let im = 0;
+      for (let i = 0; i < x.length; i++) { re += x[i] * c[i]; im += x[i] * s[i]; }
+      return [re, im];
+    };
     const meta = [];
     const dec = new AudioDecoder({
       output: (ad) => {
@@ -273,25 +302,18 @@ export async function startListenProbe(page, { url, freqs }) {
         for (let h = 0; h < 2; h++) {
           const x = pcm.subarray(h * half, (h + 1) * half);
           const n = x.length;
-          const w = new Float32Array(n);
-          for (let i = 0; i < n; i++) w[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1));
+          const t = tables(n, rate);
           const db = {};
           for (const f of freqs) {
-            let re = 0;
-            let im = 0;
-            const k = (2 * Math.PI * f) / rate;
-            for (let i = 0; i < n; i++) { re += x[i] * w[i] * Math.cos(k * i); im -= x[i] * w[i] * Math.sin(k * i); }
+            const [re, im] = dft(x, t.get(f));
             const amp = (4 * Math.hypot(re, im)) / n; // Hann: coherent gain 1/2
             db[f] = amp > 0 ? 20 * Math.log10(amp) : -200; // dBFS re a full-scale sine
           }
           // Speech band: DFT power at 100 Hz steps from 100 Hz to 3.5 kHz
           // (Hann window: a 8-10 kHz ident tone leaks nothing down there).
           let sq = 0;
-          for (let f = 100; f <= 3500; f += 100) {
-            let re = 0;
-            let im = 0;
-            const k = (2 * Math.PI * f) / rate;
-            for (let i = 0; i < n; i++) { re += x[i] * w[i] * Math.cos(k * i); im -= x[i] * w[i] * Math.sin(k * i); }
+          for (const f of BAND) {
+            const [re, im] = dft(x, t.get(f));
             sq += re * re + im * im;
           }
           sq *= 16 / (n * n) / 2; // same scale as the tones: mean-square of the band's sines

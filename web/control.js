@@ -1,0 +1,806 @@
+// dragoman control page: the AV crew's view of every room, booth and channel.
+//
+// One WebSocket, /ws/control (docs/protocol.md). The admin token goes in the
+// first message only, never in a URL; it is kept in sessionStorage so a reload
+// does not sign the crew member out, and forgotten when the tab closes.
+//
+// The server sends `meters` ~12 times a second and `state` once a second (and
+// at once after a change). The page redraws meters with requestAnimationFrame,
+// independent of message timing: bars rise at once and fall smoothly, the peak
+// is held for PEAK_HOLD_MS and then decays, a clip lamp stays lit CLIP_HOLD_MS.
+// The DOM is rebuilt only when the set of rooms, channels or booths changes;
+// otherwise elements are updated in place so a slider being dragged or a
+// message being typed is never clobbered by the next state.
+
+const STORE_KEY = 'dragoman.control';
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 5000;
+const STATE_STALE_MS = 3000; // state is sent every second: 3 s of nothing is wrong
+const METER_STALE_MS = 1000; // meters come ~12 Hz: a silent second means no data
+const METER_MIN_DB = -60;
+const CLIP_DB = -0.5;
+const CLIP_HOLD_MS = 2000;
+const PEAK_HOLD_MS = 1500;
+const PEAK_FALL_DB_S = 20; // held peak decay after the hold
+const BAR_FALL_DB_S = 40; // peak bar fall (rise is instant)
+const RMS_TAU_MS = 60; // RMS bar smoothing, both ways
+const KICK_CONFIRM_MS = 3000;
+const MAX_FEED = 100;
+const MAX_CLEARED_ALERTS = 20;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  conn: $('conn'), server: $('server'), who: $('who'), whoName: $('who-name'), signout: $('signout'),
+  signin: $('signin'), token: $('token'), name: $('name'), signinBtn: $('signin-btn'), signinError: $('signin-error'),
+  dash: $('dash'), rooms: $('rooms'), alerts: $('alerts'), alertCount: $('alert-count'), chat: $('chat'),
+  actions: $('actions'), roomTpl: $('room-tpl'), stripTpl: $('strip-tpl'),
+  srv: { cpu: $('srv-cpu'), mem: $('srv-mem'), listeners: $('srv-listeners'), uptime: $('srv-uptime'),
+    version: $('srv-version'), link: $('srv-link'), crew: $('srv-crew') },
+};
+
+// Traffic on /ws/control as seen by this page (UTF-8 bytes of each message).
+const stats = { since: performance.now(), rx: { bytes: 0, msgs: 0 }, tx: { bytes: 0, msgs: 0 }, byType: {} };
+// Exposed for tests and curious engineers; the page never reads it back.
+const control = { ws: null, state: null, meters: null, results: [], stats, alerts: [], chat: [], welcome: null,
+  lastClose: null };
+window.dragomanControl = control;
+
+let creds = null; // { token, name } while signed in (or signing in)
+let session = 0; // bumps on every (re)connect, so stale sockets are ignored
+let retryMs = RECONNECT_MIN_MS;
+let retryTimer = 0;
+let lastStateAt = 0;
+let nextId = 1;
+const pending = new Map(); // action id -> { type, fields, at, strip }
+const utf8 = new TextEncoder();
+
+// ---- sign in ---------------------------------------------------------------
+
+function loadCreds() {
+  try {
+    const c = JSON.parse(sessionStorage.getItem(STORE_KEY));
+    return c && c.token && c.name ? c : null;
+  } catch { return null; }
+}
+function saveCreds(c) {
+  try { c ? sessionStorage.setItem(STORE_KEY, JSON.stringify(c)) : sessionStorage.removeItem(STORE_KEY); } catch { /* private mode */ }
+}
+
+function setConn(text, kind = 'idle') {
+  ui.conn.textContent = text;
+  ui.conn.dataset.kind = kind;
+}
+
+function showSignin(error) {
+  clearTimeout(retryTimer);
+  ui.signin.hidden = false;
+  ui.dash.hidden = true;
+  ui.server.hidden = true;
+  ui.who.hidden = true;
+  ui.signinBtn.disabled = false;
+  ui.signinError.textContent = error || '';
+  setConn(error ? 'Sign-in refused' : 'Not signed in', error ? 'error' : 'idle');
+  if (creds && creds.name) ui.name.value = creds.name;
+  (ui.token.value ? ui.name : ui.token).focus();
+}
+
+// Forget everything that came from the server: after a refused sign-in or a
+// sign out nothing of the previous session may stay on screen.
+function clearDashboard() {
+  control.state = null;
+  control.meters = null;
+  control.welcome = null;
+  control.alerts = [];
+  control.chat = [];
+  alertsById.clear();
+  announced.clear();
+  roomViews.clear();
+  meters.clear();
+  ui.rooms.replaceChildren();
+  ui.alerts.replaceChildren();
+  ui.chat.replaceChildren();
+  ui.actions.replaceChildren();
+  ui.alertCount.textContent = '0';
+  shapeKey = '';
+}
+
+ui.signin.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const token = ui.token.value;
+  const name = ui.name.value.trim();
+  if (!token || !name) return;
+  creds = { token, name };
+  ui.signinBtn.disabled = true;
+  ui.signinError.textContent = '';
+  connect();
+});
+
+ui.signout.addEventListener('click', () => {
+  creds = null;
+  saveCreds(null);
+  session++;
+  if (control.ws) control.ws.close(1000, 'signed out');
+  control.ws = null;
+  clearDashboard();
+  ui.token.value = '';
+  showSignin();
+});
+
+// ---- connection ------------------------------------------------------------
+
+function send(ws, obj) {
+  const s = JSON.stringify(obj);
+  ws.send(s);
+  stats.tx.bytes += utf8.encode(s).length;
+  stats.tx.msgs++;
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  const my = ++session;
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(`${proto}//${location.host}/ws/control`);
+  control.ws = ws;
+  let welcomed = false;
+  let refused = null; // the server's error message, if any
+  setConn('Connecting…', 'warn');
+  ws.onopen = () => {
+    if (my !== session) return;
+    send(ws, { type: 'auth', token: creds.token, name: creds.name });
+  };
+  ws.onmessage = (e) => {
+    if (my !== session || typeof e.data !== 'string') return;
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return; }
+    const n = utf8.encode(e.data).length;
+    stats.rx.bytes += n;
+    stats.rx.msgs++;
+    const t = (stats.byType[msg.type] ||= { bytes: 0, msgs: 0 });
+    t.bytes += n;
+    t.msgs++;
+    if (msg.type === 'error') { refused = msg; return; }
+    if (msg.type === 'welcome') {
+      welcomed = true;
+      retryMs = RECONNECT_MIN_MS;
+      control.welcome = msg;
+      saveCreds(creds);
+      onWelcome(msg);
+      return;
+    }
+    if (!welcomed) return; // nothing but welcome/error is valid before sign-in
+    handlers[msg.type]?.(msg);
+  };
+  ws.onclose = (e) => {
+    if (my !== session) return;
+    control.ws = null;
+    control.lastClose = { code: e.code, reason: e.reason, error: refused };
+    for (const [id, p] of pending) finishAction({ id, ok: false, error: 'connection lost' }, p);
+    pending.clear();
+    const code = refused?.code;
+    if (code === 'bad-token' || e.code === 4401) {
+      // Never retry a wrong token: it only burns the rate limit.
+      saveCreds(null);
+      clearDashboard();
+      ui.token.value = '';
+      showSignin('Wrong admin token. Check it with whoever runs the server ([server] admin-token).');
+      return;
+    }
+    if (code === 'too-many-attempts' || e.code === 4429) {
+      clearDashboard();
+      showSignin('Too many wrong tokens from this computer: wait a minute, then try again.');
+      return;
+    }
+    if (!creds) return;
+    if (code === 'bad-message' || e.code === 4400) {
+      clearDashboard();
+      showSignin(refused?.message || 'The server refused the sign-in (bad message).');
+      return;
+    }
+    // Anything else (server restart, network): keep the screen, mark it stale, retry.
+    const why = refused?.message || (e.code === 1006 ? 'connection lost' : `closed ${e.code}${e.reason ? ` ${e.reason}` : ''}`);
+    setConn(`Disconnected (${why}). Reconnecting…`, 'error');
+    document.body.classList.add('stale');
+    retryTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, RECONNECT_MAX_MS);
+  };
+}
+
+function onWelcome(msg) {
+  ui.signin.hidden = true;
+  ui.signinError.textContent = '';
+  ui.dash.hidden = false;
+  ui.server.hidden = false;
+  ui.who.hidden = false;
+  ui.whoName.textContent = msg.name || creds.name;
+  document.body.classList.remove('stale');
+  lastStateAt = performance.now();
+  setConn('Connected', 'ok');
+}
+
+const handlers = {
+  meters: (m) => { control.meters = m; feedMeters(m); },
+  state: (m) => { control.state = m; lastStateAt = performance.now(); renderState(m); },
+  alert: (m) => { if (m.alert) { upsertAlert(m.alert, true); renderAlerts(); } },
+  chat: (m) => addFeed({ kind: 'chat', room: m.room, booth: m.booth, from: m.from, text: m.text, at: m.at }),
+  result: (m) => {
+    const p = pending.get(m.id);
+    pending.delete(m.id);
+    finishAction(m, p);
+  },
+};
+
+// ---- actions ---------------------------------------------------------------
+
+function act(type, fields, strip) {
+  const ws = control.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN || !control.welcome) {
+    showResult(strip, `${type}: not connected`, false);
+    return null;
+  }
+  const id = nextId++;
+  pending.set(id, { type, fields, at: performance.now(), strip });
+  send(ws, { type, id, ...fields });
+  if (strip) showResult(strip, `${type}…`, null);
+  return id;
+}
+
+function describe(type, f) {
+  const where = `${f.room}/${f.lang || f.booth}`;
+  if (type === 'duck') return `duck ${where} ${f.db} dB`;
+  if (type === 'kick') return `kick ${f.interpreter} from ${where}`;
+  if (type === 'message') return `message to ${where}`;
+  return `${type} ${where} ${f.value ? 'on' : 'off'}`;
+}
+
+function finishAction(res, p) {
+  const ms = p ? Math.round(performance.now() - p.at) : null;
+  const entry = { id: res.id, ok: !!res.ok, error: res.error || null, type: p?.type || null, fields: p?.fields || null,
+    ms, at: Date.now() };
+  control.results.push(entry);
+  if (control.results.length > 200) control.results.shift();
+  const what = p ? describe(p.type, p.fields) : `action ${res.id}`;
+  const text = res.ok ? `✓ ${what} (${ms} ms)` : `✗ ${what}: ${res.error || 'refused'}`;
+  if (p?.strip) showResult(p.strip, text, !!res.ok);
+  const li = document.createElement('li');
+  li.className = res.ok ? 'ok' : 'bad';
+  li.textContent = `${clock(Date.now())} ${text}`;
+  ui.actions.prepend(li);
+  while (ui.actions.children.length > 30) ui.actions.lastChild.remove();
+  if (p?.strip) p.strip.busy.delete(p.type);
+  if (p?.type === 'message' && res.ok && p.strip) p.strip.msgText.value = '';
+  if (control.state) renderState(control.state); // re-enable buttons
+}
+
+function showResult(strip, text, ok) {
+  if (!strip) return;
+  strip.result.textContent = text;
+  strip.result.dataset.kind = ok === null ? 'pending' : ok ? 'ok' : 'error';
+}
+
+// ---- state -> DOM ----------------------------------------------------------
+
+// Accept both arrays of objects and objects keyed by id/lang.
+const list = (x, key) => (Array.isArray(x) ? x : Object.entries(x || {}).map(([k, v]) => ({ [key]: k, ...v })));
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+const roomViews = new Map(); // room id -> { el, strips: Map lang -> strip }
+let shapeKey = '';
+
+function roomShape(rooms) {
+  return JSON.stringify(rooms.map((r) => [r.id, list(r.channels, 'lang').map((c) => c.lang),
+    list(r.booths, 'lang').map((b) => b.lang)]));
+}
+
+function renderState(st) {
+  const rooms = list(st.rooms, 'id');
+  const key = roomShape(rooms);
+  if (key !== shapeKey) { buildRooms(rooms); shapeKey = key; }
+  let total = 0;
+  for (const r of rooms) {
+    const view = roomViews.get(r.id);
+    if (!view) continue;
+    view.title.textContent = r.title ? `${r.title} (${r.id})` : r.id;
+    const stage = typeof r.stage === 'string' ? { state: r.stage } : r.stage || {};
+    const stageState = stage.state || (stage.signal === false ? 'no signal' : 'unknown');
+    view.stage.textContent = `stage: ${stageState}`;
+    view.stage.dataset.state = stageState;
+    view.stage.title = stage.source ? `source ${stage.source}` : '';
+    const booths = list(r.booths, 'lang');
+    let roomListeners = 0;
+    for (const ch of list(r.channels, 'lang')) {
+      roomListeners += num(ch.listeners) || 0;
+      const booth = booths.find((b) => b.lang === ch.lang) || null;
+      const s = view.strips.get(ch.lang);
+      if (s) updateStrip(s, ch, booth);
+    }
+    total += roomListeners;
+    view.listeners.textContent = `${roomListeners} listener${roomListeners === 1 ? '' : 's'}`;
+  }
+  renderServer(st.server || {}, total);
+  if (st.alerts) {
+    const active = new Set();
+    for (const a of st.alerts) { upsertAlert(a, false); active.add(a.id); }
+    for (const a of alertsById.values()) if (a.active && !active.has(a.id)) { a.active = false; a.clearedAt = Date.now(); }
+    renderAlerts();
+  }
+}
+
+function buildRooms(rooms) {
+  roomViews.clear();
+  const els = rooms.map((r) => {
+    const el = ui.roomTpl.content.firstElementChild.cloneNode(true);
+    el.dataset.room = r.id;
+    const view = { el, title: el.querySelector('.room-title'), stage: el.querySelector('.stage'),
+      listeners: el.querySelector('.room-listeners'), strips: new Map() };
+    const strips = el.querySelector('.strips');
+    const booths = list(r.booths, 'lang');
+    for (const ch of list(r.channels, 'lang')) {
+      const s = buildStrip(r.id, ch, booths.find((b) => b.lang === ch.lang));
+      view.strips.set(ch.lang, s);
+      strips.append(s.el);
+    }
+    roomViews.set(r.id, view);
+    return el;
+  });
+  ui.rooms.replaceChildren(...els);
+  meterStrips = [...roomViews.values()].flatMap((v) => [...v.strips.values()]);
+  for (const s of meterStrips) sizeCanvas(s);
+}
+
+function buildStrip(room, ch, booth) {
+  const el = ui.stripTpl.content.firstElementChild.cloneNode(true);
+  const q = (sel) => el.querySelector(sel);
+  const lang = ch.lang;
+  const isOrig = lang === 'orig';
+  el.dataset.room = room;
+  el.dataset.lang = lang;
+  const s = {
+    el, room, lang, isOrig, hasBooth: !!booth, busy: new Set(), channel: ch, booth,
+    onairLamp: q('.onair'), mode: q('.mode'), canvas: q('.meter'), inDb: q('.in-db'), outDb: q('.out-db'),
+    kind: q('.kind'), flags: q('.flags'), interpreters: q('.interpreters'), listeners: q('.listeners'),
+    drops: q('.drops'), duck: q('.duck-slider'), duckVal: q('.duck-val'), duckLabel: q('.duck'),
+    forceBtn: q('.force-floor'), onAirBtn: q('.on-air'), muteBtn: q('.mute'), msgForm: q('.msg'),
+    msgText: q('.msg-text'), result: q('.result'), duckActive: false, interpKey: '',
+    inKey: isOrig ? `${room}|floor` : `${room}|booth|${lang}`, outKey: `${room}|ch|${lang}`,
+    inLabel: isOrig ? 'FLOOR' : 'BOOTH',
+  };
+  q('.lang').textContent = lang;
+  q('.native').textContent = ch.native_name || ch.name || (isOrig ? 'floor' : '');
+  if (isOrig) {
+    // The floor as spoken: nothing to force, duck or put on air.
+    s.duckLabel.hidden = true;
+    s.forceBtn.hidden = true;
+  }
+  if (!booth) {
+    s.onAirBtn.hidden = true;
+    s.muteBtn.hidden = true;
+    s.msgForm.hidden = true;
+    s.interpreters.hidden = true;
+  }
+  s.forceBtn.addEventListener('click', () => {
+    const value = s.forceBtn.getAttribute('aria-pressed') !== 'true';
+    s.busy.add('force-floor');
+    s.forceBtn.disabled = true;
+    act('force-floor', { room, lang, value }, s);
+  });
+  s.onAirBtn.addEventListener('click', () => {
+    const value = s.onAirBtn.getAttribute('aria-pressed') !== 'true';
+    s.busy.add('on-air');
+    s.onAirBtn.disabled = true;
+    act('on-air', { room, booth: lang, value }, s);
+  });
+  s.muteBtn.addEventListener('click', () => {
+    const value = s.muteBtn.getAttribute('aria-pressed') !== 'true';
+    s.busy.add('mute');
+    s.muteBtn.disabled = true;
+    act('mute', { room, booth: lang, value }, s);
+  });
+  s.duck.addEventListener('input', () => { s.duckActive = true; s.duckVal.textContent = `${s.duck.value} dB`; });
+  s.duck.addEventListener('change', () => {
+    s.duckActive = false;
+    s.busy.add('duck');
+    act('duck', { room, lang, db: Number(s.duck.value) }, s);
+  });
+  s.duck.addEventListener('pointerdown', () => { s.duckActive = true; });
+  s.duck.addEventListener('blur', () => { s.duckActive = false; });
+  s.msgForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = s.msgText.value.trim();
+    if (text) act('message', { room, booth: lang, text }, s);
+  });
+  s.interpreters.addEventListener('click', (e) => {
+    const b = e.target.closest('button.kick');
+    if (!b) return;
+    // Two clicks: a kick in the middle of a speech must not be a slip of the mouse.
+    if (b.dataset.armed !== 'true') {
+      b.dataset.armed = 'true';
+      b.textContent = 'Sure?';
+      setTimeout(() => { b.dataset.armed = 'false'; b.textContent = 'Kick'; }, KICK_CONFIRM_MS);
+      return;
+    }
+    b.disabled = true;
+    act('kick', { room, booth: lang, interpreter: b.dataset.id }, s);
+  });
+  return s;
+}
+
+function boolOf(...vals) {
+  for (const v of vals) if (typeof v === 'boolean') return v;
+  return false;
+}
+
+function updateStrip(s, ch, booth) {
+  s.channel = ch;
+  s.booth = booth;
+  const mode = ch.mode || ch.state || 'unknown';
+  s.el.dataset.mode = mode;
+  s.mode.textContent = mode === 'forced-floor' ? 'FORCED FLOOR' : mode === 'interpretation' ? 'interpreting' : mode;
+  s.mode.dataset.mode = mode;
+  const forced = mode === 'forced-floor' || boolOf(ch.force_floor, ch.forced_floor);
+  s.forceBtn.setAttribute('aria-pressed', String(forced));
+  s.forceBtn.textContent = forced ? 'Release floor' : 'Force floor';
+  s.forceBtn.disabled = s.busy.has('force-floor');
+
+  const duck = num(ch.duck_db);
+  if (duck !== null && !s.duckActive && !s.busy.has('duck') && document.activeElement !== s.duck) {
+    s.duck.value = String(Math.max(-30, Math.min(0, Math.round(duck))));
+  }
+  if (!s.duckActive) s.duckVal.textContent = duck !== null ? `${Math.round(duck)} dB` : '–';
+
+  const listeners = num(ch.listeners) ?? 0;
+  s.listeners.textContent = `${listeners} listening`;
+  s.listeners.title = 'listeners on this channel (WebSocket)';
+  const resyncs = num(ch.resyncs) ?? 0;
+  const disc = num(ch.disconnects) ?? 0;
+  s.drops.textContent = resyncs + disc ? `· ${resyncs} resync · ${disc} drop` : '· no drops';
+  s.drops.dataset.bad = String(resyncs + disc > 0);
+  s.drops.title = num(ch.packets) !== null ? `${ch.packets} packets encoded` : '';
+
+  if (s.isOrig) {
+    s.onairLamp.textContent = 'FLOOR';
+    s.onairLamp.dataset.on = 'floor';
+    s.kind.textContent = 'stage';
+    return;
+  }
+  if (!booth) {
+    s.onairLamp.textContent = 'NO BOOTH';
+    s.onairLamp.dataset.on = 'false';
+    return;
+  }
+  const onAir = boolOf(booth.on_air);
+  const cough = boolOf(booth.cough);
+  const muted = boolOf(booth.muted, booth.muted_by_crew);
+  s.onairLamp.textContent = onAir ? 'ON AIR' : 'OFF AIR';
+  s.onairLamp.dataset.on = String(onAir);
+  s.onAirBtn.setAttribute('aria-pressed', String(onAir));
+  s.onAirBtn.textContent = onAir ? 'Take off air' : 'Put on air';
+  s.onAirBtn.disabled = s.busy.has('on-air');
+  s.muteBtn.setAttribute('aria-pressed', String(muted));
+  s.muteBtn.textContent = muted ? 'Unmute' : 'Mute';
+  s.muteBtn.disabled = s.busy.has('mute');
+  const kind = booth.kind || booth.source || 'booth';
+  s.kind.textContent = kind;
+  s.kind.title = booth.on_air_mode ? `on air by ${booth.on_air_mode}` : '';
+  s.interpreters.hidden = kind !== 'browser' && !list(booth.interpreters, 'id').length;
+  const flags = [];
+  if (cough) flags.push('COUGH');
+  if (muted) flags.push('MUTED');
+  const sig = booth.signal ?? booth.input_signal ?? booth.input;
+  if (sig === false || sig === 'none' || sig === 'no-signal') flags.push('NO SIGNAL');
+  if (s.flags.textContent !== flags.join('')) {
+    s.flags.replaceChildren(...flags.map((f) => {
+      const l = document.createElement('span');
+      l.className = 'lamp flag';
+      l.textContent = f;
+      return l;
+    }));
+  }
+
+  const interps = list(booth.interpreters, 'id');
+  const key = JSON.stringify(interps.map((i) => [i.id, i.name, i.live, i.connected]));
+  if (key !== s.interpKey) {
+    s.interpKey = key;
+    s.interpreters.replaceChildren(...interps.map((i) => {
+      const li = document.createElement('li');
+      li.dataset.live = String(!!i.live);
+      li.dataset.connected = String(i.connected !== false);
+      const name = document.createElement('span');
+      name.className = 'iname';
+      name.textContent = `${i.live ? '● ' : ''}${i.name || i.id}${i.connected === false ? ' (gone)' : ''}`;
+      name.title = i.live ? 'live' : 'standing by';
+      li.append(name);
+      if (i.id && s.hasBooth && (booth.kind || booth.source) !== 'test') {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'kick small';
+        b.dataset.id = i.id;
+        b.textContent = 'Kick';
+        li.append(b);
+      }
+      return li;
+    }));
+    if (!interps.length) {
+      const li = document.createElement('li');
+      li.className = 'none';
+      li.textContent = (booth.kind || booth.source) === 'browser' ? 'nobody signed in' : '';
+      s.interpreters.append(li);
+    }
+  }
+}
+
+function fmtUptime(sec) {
+  if (num(sec) === null) return '–';
+  const d = Math.floor(sec / 86400);
+  const h = Math.floor((sec % 86400) / 3600);
+  const m = Math.floor((sec % 3600) / 60);
+  const s = Math.floor(sec % 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${String(m).padStart(2, '0')}m` : `${m}m ${String(s).padStart(2, '0')}s`;
+}
+function fmtBytes(b) {
+  if (num(b) === null) return '–';
+  if (b >= 1 << 30) return `${(b / 2 ** 30).toFixed(1)} GiB`;
+  if (b >= 1 << 20) return `${(b / 2 ** 20).toFixed(0)} MiB`;
+  return `${(b / 1024).toFixed(0)} KiB`;
+}
+
+function renderServer(srv, roomListeners) {
+  const cpu = num(srv.cpu_pct ?? srv.cpu_percent ?? srv.cpu);
+  ui.srv.cpu.textContent = cpu === null ? '–' : `${cpu.toFixed(0)} %`;
+  ui.srv.cpu.dataset.bad = String(cpu !== null && cpu > 80);
+  const rss = num(srv.rss_bytes ?? srv.rss) ?? (num(srv.rss_kb ?? srv.rss_kib) !== null ? (srv.rss_kb ?? srv.rss_kib) * 1024 : null);
+  ui.srv.mem.textContent = fmtBytes(rss);
+  ui.srv.listeners.textContent = String(num(srv.listeners) ?? roomListeners);
+  ui.srv.uptime.textContent = fmtUptime(num(srv.uptime_s ?? srv.uptime));
+  ui.srv.version.textContent = srv.version || control.welcome?.version || '–';
+  ui.srv.crew.textContent = num(srv.crew) === null ? '–' : String(srv.crew);
+}
+
+// ---- alerts and the chat feed ----------------------------------------------
+
+const alertsById = new Map(); // id -> alert + { active, firstSeen, clearedAt }
+const announced = new Set(); // slow-down requests already in the feed (id@since)
+
+const ms = (t) => (num(t) === null ? Date.now() : t < 1e12 ? t * 1000 : t); // seconds or ms since the epoch
+function clock(t) {
+  const d = new Date(ms(t));
+  return d.toTimeString().slice(0, 8);
+}
+
+function upsertAlert(a, fresh) {
+  if (!a || !a.id) return;
+  const old = alertsById.get(a.id);
+  const merged = { ...old, ...a, active: true, firstSeen: old?.firstSeen ?? Date.now() };
+  delete merged.clearedAt;
+  alertsById.set(a.id, merged);
+  const feedKey = `${a.id}@${a.since}`;
+  if (a.kind === 'slow-down' && !announced.has(feedKey)) {
+    announced.add(feedKey);
+    // The request also reaches us as a booth chat line (the partner sees it
+    // there); the feed shows both, the highlighted one comes from the alert.
+    addFeed({ kind: 'slow-down', room: a.room, booth: a.lang || a.booth, from: '', text: a.message || 'slow down, please', at: ms(a.since) });
+  }
+  if (fresh) merged.fresh = true;
+}
+
+function renderAlerts() {
+  const all = [...alertsById.values()];
+  const active = all.filter((a) => a.active).sort((x, y) => ms(y.since ?? y.firstSeen) - ms(x.since ?? x.firstSeen));
+  const cleared = all.filter((a) => !a.active).sort((x, y) => y.clearedAt - x.clearedAt);
+  for (const a of cleared.slice(MAX_CLEARED_ALERTS)) alertsById.delete(a.id);
+  control.alerts = active;
+  ui.alertCount.textContent = String(active.length);
+  ui.alertCount.dataset.any = String(active.length > 0);
+  ui.alerts.replaceChildren(...[...active, ...cleared.slice(0, MAX_CLEARED_ALERTS)].map((a) => {
+    const li = document.createElement('li');
+    li.dataset.kind = a.kind || 'alert';
+    li.dataset.active = String(a.active);
+    const head = document.createElement('div');
+    head.className = 'alert-head';
+    const kind = document.createElement('span');
+    kind.className = 'alert-kind';
+    kind.textContent = a.kind || 'alert';
+    const where = document.createElement('span');
+    where.className = 'alert-where';
+    where.textContent = [a.room, a.lang || a.booth].filter(Boolean).join('/');
+    const when = document.createElement('time');
+    when.textContent = a.active ? clock(a.since ?? a.firstSeen) : `cleared ${clock(a.clearedAt)}`;
+    head.append(kind, where, when);
+    const msg = document.createElement('div');
+    msg.className = 'alert-msg';
+    msg.textContent = a.message || '';
+    li.append(head, msg);
+    return li;
+  }));
+  // Flag the strips that have an active alert.
+  for (const v of roomViews.values()) for (const s of v.strips.values()) s.el.dataset.alert = 'false';
+  for (const a of active) {
+    const s = roomViews.get(a.room)?.strips.get(a.lang || a.booth);
+    if (s) s.el.dataset.alert = 'true';
+  }
+}
+
+function addFeed(item) {
+  control.chat.unshift(item);
+  if (control.chat.length > MAX_FEED) control.chat.pop();
+  feedLi.set(item, document.createElement('li'));
+  fillFeedItem(item);
+  ui.chat.prepend(feedLi.get(item));
+  while (ui.chat.children.length > MAX_FEED) ui.chat.lastChild.remove();
+}
+
+const feedLi = new WeakMap(); // feed item -> its <li>
+
+function fillFeedItem(item) {
+  const li = feedLi.get(item);
+  li.dataset.kind = item.kind;
+  const head = document.createElement('div');
+  head.className = 'feed-head';
+  const where = document.createElement('span');
+  where.className = 'feed-where';
+  where.textContent = `${item.room || '?'}/${item.booth || '?'}`;
+  const from = document.createElement('span');
+  from.className = 'feed-from';
+  from.textContent = item.kind === 'slow-down' ? `SLOW DOWN${item.from ? ` (${item.from})` : ''}` : item.from || '';
+  const when = document.createElement('time');
+  when.textContent = clock(item.at);
+  head.append(where, from, when);
+  const text = document.createElement('div');
+  text.className = 'feed-text';
+  text.textContent = item.text || '';
+  li.replaceChildren(head, text);
+}
+
+// ---- meters ----------------------------------------------------------------
+
+const meters = new Map(); // key -> { peak, rms, dPeak, dRms, hold, holdAt, clipAt, at }
+let meterStrips = [];
+
+function meterFor(key) {
+  let m = meters.get(key);
+  if (!m) {
+    m = { peak: -100, rms: -100, dPeak: METER_MIN_DB, dRms: METER_MIN_DB, hold: METER_MIN_DB, holdAt: 0, clipAt: -1e9, at: 0 };
+    meters.set(key, m);
+  }
+  return m;
+}
+
+function setMeter(key, pr, now) {
+  if (!Array.isArray(pr)) return;
+  const m = meterFor(key);
+  m.peak = num(pr[0]) ?? -100;
+  m.rms = num(pr[1]) ?? -100;
+  m.at = now;
+  if (m.peak >= CLIP_DB) m.clipAt = now;
+  if (m.peak >= m.hold) { m.hold = m.peak; m.holdAt = now; }
+}
+
+function feedMeters(msg) {
+  const now = performance.now();
+  for (const [room, r] of Object.entries(msg.rooms || {})) {
+    setMeter(`${room}|floor`, r.floor, now);
+    for (const [lang, v] of Object.entries(r.channels || {})) setMeter(`${room}|ch|${lang}`, v, now);
+    for (const [lang, v] of Object.entries(r.booths || {})) setMeter(`${room}|booth|${lang}`, v, now);
+  }
+}
+
+function stepMeter(m, now, dt) {
+  const stale = now - m.at > METER_STALE_MS;
+  const peak = stale ? -100 : Math.max(METER_MIN_DB, m.peak);
+  const rms = stale ? -100 : Math.max(METER_MIN_DB, m.rms);
+  m.dPeak = peak >= m.dPeak ? peak : Math.max(peak, m.dPeak - BAR_FALL_DB_S * dt);
+  m.dRms += (rms - m.dRms) * (1 - Math.exp(-(dt * 1000) / RMS_TAU_MS));
+  if (m.dRms < METER_MIN_DB) m.dRms = METER_MIN_DB;
+  if (now - m.holdAt > PEAK_HOLD_MS) m.hold = Math.max(m.dPeak, m.hold - PEAK_FALL_DB_S * dt);
+  m.stale = stale;
+}
+
+const CSS_W = 120;
+const CSS_H = 112;
+function sizeCanvas(s) {
+  const dpr = window.devicePixelRatio || 1;
+  s.canvas.width = Math.round(CSS_W * dpr);
+  s.canvas.height = Math.round(CSS_H * dpr);
+  s.ctx = s.canvas.getContext('2d');
+  s.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+}
+
+const TOP = 22;
+const BOTTOM = CSS_H - 4;
+const yOf = (db) => TOP + (BOTTOM - TOP) * (Math.min(0, Math.max(METER_MIN_DB, db)) / METER_MIN_DB);
+const SCALE = [0, -6, -12, -20, -30, -40, -50, -60];
+
+function drawBar(ctx, x, w, m, now, label) {
+  ctx.fillStyle = '#1b1f24';
+  ctx.fillRect(x, TOP, w, BOTTOM - TOP);
+  // Peak band (lighter) then RMS bar, both coloured by zone.
+  const zones = [[-60, -18, '#2ea043'], [-18, -6, '#d4a72c'], [-6, 0, '#f85149']];
+  for (const [lo, hi, col] of zones) {
+    const top = Math.min(hi, m.dPeak);
+    if (top > lo) {
+      ctx.globalAlpha = 0.35;
+      ctx.fillStyle = col;
+      ctx.fillRect(x, yOf(top), w, yOf(lo) - yOf(top));
+    }
+    const rtop = Math.min(hi, m.dRms);
+    if (rtop > lo) {
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = col;
+      ctx.fillRect(x, yOf(rtop), w, yOf(lo) - yOf(rtop));
+    }
+  }
+  ctx.globalAlpha = 1;
+  if (m.hold > METER_MIN_DB) {
+    ctx.fillStyle = m.hold >= CLIP_DB ? '#ff7b72' : '#e6edf3';
+    ctx.fillRect(x, yOf(m.hold) - 1, w, 2);
+  }
+  const clip = now - m.clipAt < CLIP_HOLD_MS;
+  ctx.fillStyle = clip ? '#f85149' : '#30363d';
+  ctx.fillRect(x, 12, w, 7);
+  ctx.fillStyle = m.stale ? '#6e7681' : '#9da7b3';
+  ctx.font = '9px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  ctx.fillText(clip ? 'CLIP' : label, x + w / 2, 9);
+  if (m.stale) {
+    ctx.fillStyle = 'rgba(13,17,23,0.6)';
+    ctx.fillRect(x, TOP, w, BOTTOM - TOP);
+  }
+}
+
+function drawStrip(s, now) {
+  const ctx = s.ctx;
+  if (!ctx) return;
+  ctx.clearRect(0, 0, CSS_W, CSS_H);
+  const inM = meterFor(s.inKey);
+  const outM = meterFor(s.outKey);
+  drawBar(ctx, 6, 38, inM, now, s.inLabel);
+  drawBar(ctx, 76, 38, outM, now, 'OUT');
+  ctx.fillStyle = '#8b949e';
+  ctx.font = '9px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  for (const db of SCALE) {
+    const y = yOf(db);
+    ctx.fillRect(45, y, 3, 1);
+    ctx.fillRect(72, y, 3, 1);
+    ctx.fillText(String(db), 60, y + 3);
+  }
+  const fmt = (m) => (m.stale || m.rms <= -99 ? '—' : `${m.rms.toFixed(0)}`);
+  const inText = `${s.isOrig ? 'floor' : 'in'} ${fmt(inM)}`;
+  const outText = `out ${fmt(outM)} dB`;
+  if (s.inDb.textContent !== inText) s.inDb.textContent = inText;
+  if (s.outDb.textContent !== outText) s.outDb.textContent = outText;
+}
+
+let lastFrame = performance.now();
+let lastLinkAt = performance.now();
+let lastLinkBytes = 0;
+function frame(now) {
+  const dt = Math.min(0.25, (now - lastFrame) / 1000);
+  lastFrame = now;
+  for (const m of meters.values()) stepMeter(m, now, dt);
+  for (const s of meterStrips) drawStrip(s, now);
+  if (now - lastLinkAt >= 1000) {
+    const bps = ((stats.rx.bytes - lastLinkBytes) * 1000) / (now - lastLinkAt);
+    ui.srv.link.textContent = `${(bps / 1024).toFixed(1)} KiB/s`;
+    lastLinkBytes = stats.rx.bytes;
+    lastLinkAt = now;
+    if (control.welcome && control.ws && now - lastStateAt > STATE_STALE_MS) {
+      setConn(`No update for ${Math.round((now - lastStateAt) / 1000)} s`, 'error');
+      document.body.classList.add('stale');
+    } else if (control.welcome && control.ws) {
+      if (ui.conn.dataset.kind !== 'ok') setConn('Connected', 'ok');
+      document.body.classList.remove('stale');
+    }
+  }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+
+// ---- start -----------------------------------------------------------------
+
+creds = loadCreds();
+if (creds) {
+  ui.signin.hidden = true;
+  connect();
+} else {
+  showSignin();
+}
