@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side by side with a peer: the same audio fan-out job served by Icecast.
 
-One Ogg/Opus mount on a private Icecast (Debian's icecast2, our own config on
+An Ogg/Opus mount on a private Icecast (Debian's icecast2, our own config on
 127.0.0.1 and a free port, never the system service), fed live by GStreamer:
 
     python (real-time s16le click track, 10 ms chunks) → gst-launch-1.0 fdsrc !
@@ -49,8 +49,11 @@ Measured per N, in the same run:
     the full burst-size (not just "everything since the source started").
 
 Usage:
-  tools/icecast_bench.py [--clients 100,1000] [--seconds 10] [--burst-size 65535]
-                         [--no-dragoman] [--json]
+  tools/icecast_bench.py [--clients 100,1000] [--seconds 10] [--warmup 3]
+                         [--burst-size 65535] [--ramp 250] [--no-dragoman]
+                         [--no-small-pages] [--json]
+  JSON on stdout, a Markdown table on stderr (unless --json).  ~150 s for the
+  defaults.  Logs: build/test-artifacts/icecast-*.
   tools/bench.py: import icecast_bench; icecast_bench.run([100, 1000], 10)
 
 Internal mode (the N listeners, in their own process so their CPU is theirs
