@@ -241,7 +241,13 @@ static struct lws_http_mount mount_segments = { .mount_next = &mount_web, .mount
                                                 .origin_protocol = LWSMPRO_FILE, .mountpoint_len = 8,
                                                 .extra_mimetypes = &mime_wasm, .cache_max_age = 31536000,
                                                 .cache_reusable = 1, .cache_intermediaries = 1 };
-static const struct lws_http_mount mount_ws = { .mount_next = &mount_segments, .mountpoint = "/ws", .origin = "dragoman-ws",
+/* third-party browser code, installed by npm (web/package.json), never copied in:
+ * /vendor/hls/hls.min.js is node_modules/hls.js/dist/hls.min.js */
+static struct lws_http_mount mount_hlsjs = { .mount_next = &mount_segments, .mountpoint = "/vendor/hls",
+                                             .origin_protocol = LWSMPRO_FILE, .mountpoint_len = 11,
+                                             .extra_mimetypes = &mime_wasm, .cache_max_age = 3600,
+                                             .cache_reusable = 1 };
+static const struct lws_http_mount mount_ws = { .mount_next = &mount_hlsjs, .mountpoint = "/ws", .origin = "dragoman-ws",
                                                 .origin_protocol = LWSMPRO_CALLBACK, .mountpoint_len = 3 };
 static const struct lws_http_mount mount_metrics = CALLBACK_MOUNT (&mount_ws, "/metrics");
 static const struct lws_http_mount mount_health = CALLBACK_MOUNT (&mount_metrics, "/healthz");
@@ -270,6 +276,9 @@ dragoman_http_start (DragomanServer *server, GError **error)
 
   mount_web.origin = server->config->web_root;
   mount_segments.origin = server->config->hls_dir;
+  g_free (server->hlsjs_dir);
+  server->hlsjs_dir = g_build_filename (server->config->web_root, "node_modules", "hls.js", "dist", NULL);
+  mount_hlsjs.origin = server->hlsjs_dir;
   void *loops[] = { server->loop, NULL };
   struct lws_context_creation_info info = { 0 };
   info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8 |
@@ -308,4 +317,5 @@ dragoman_http_stop (DragomanServer *server)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
   }
   g_clear_pointer (&server->lws, lws_context_destroy);
+  g_clear_pointer (&server->hlsjs_dir, g_free);
 }

@@ -28,6 +28,7 @@ typedef struct {
   DragomanAuthLimiter *auth;
   DragomanControl *control;
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
+  char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
 } DragomanServer;
 
