@@ -10,17 +10,18 @@
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
 #include <json-glib/json-glib.h>
+#include <stdlib.h>
 
 GST_DEBUG_CATEGORY_STATIC (peer_debug);
 #define GST_CAT_DEFAULT peer_debug
 
 #define PCM_CAPS "audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
-#define RTP_CAPS "application/x-rtp,media=audio,encoding-name=OPUS,payload=96,clock-rate=48000"
 
 struct _DragomanWebrtcPeer {
   gint refs;
   char *name;
-  GstElement *pipeline, *parent, *bin, *webrtc, *ret_src, *voice_target;
+  GstElement *pipeline, *parent, *bin, *webrtc, *ret_src, *voice_target, *pay, *rtpcaps;
+  gint ret_linked; /* atomic */
   GstPad *voice_pad; /* request pad on voice_target, once media flows */
   const DragomanWebrtcPeerCallbacks *cb;
   gpointer owner;
@@ -261,22 +262,9 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
   g_autoptr (GstCaps) opus = gst_caps_from_string ("audio/x-opus,channel-mapping-family=0,channels=1,rate=48000");
   g_object_set (p->ret_src, "is-live", TRUE, "do-timestamp", TRUE, "format", GST_FORMAT_TIME, "caps", opus,
                 "max-buffers", (guint64) 10, "leaky-type", 2 /* downstream: drop old */, NULL);
-  GstElement *pay = add (bin, "rtpopuspay");
-  g_object_set (pay, "pt", 96, NULL);
-  GstElement *rtpcaps = add (bin, "capsfilter");
-  g_autoptr (GstCaps) rc = gst_caps_from_string (RTP_CAPS);
-  g_object_set (rtpcaps, "caps", rc, NULL);
-  gst_element_link_many (p->ret_src, pay, rtpcaps, NULL);
-  GstPad *wsink = gst_element_request_pad_simple (p->webrtc, "sink_%u");
-  g_autoptr (GstPad) rsrc = gst_element_get_static_pad (rtpcaps, "src");
-  gst_pad_link (rsrc, wsink);
-  GstWebRTCRTPTransceiver *trans = NULL;
-  g_object_get (wsink, "transceiver", &trans, NULL);
-  if (trans) {
-    g_object_set (trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV, NULL);
-    g_object_unref (trans);
-  }
-  gst_object_unref (wsink);
+  p->pay = add (bin, "rtpopuspay");
+  p->rtpcaps = add (bin, "capsfilter");
+  gst_element_link_many (p->ret_src, p->pay, p->rtpcaps, NULL);
 
   g_signal_connect_data (p->webrtc, "on-ice-candidate", G_CALLBACK (on_ice_candidate), peer_ref (p),
                          peer_closure_unref, 0);
@@ -300,6 +288,42 @@ dragoman_webrtc_peer_offer (DragomanWebrtcPeer *p, const char *sdp_text, GError 
       gst_sdp_message_free (sdp);
     g_set_error (error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT, "the offer is not valid SDP with media");
     return FALSE;
+  }
+  /* Answer with the browser's own Opus payload type (Chromium: 111): webrtcbin only
+   * sends on a transceiver whose caps match the offer's, else it answers recvonly
+   * and the interpreter hears nothing (seen with Chromium; our test peer used 96).
+   * So the return branch is linked now, from the offer's first audio m-line. */
+  int opus_pt = 96;
+  const GstSDPMedia *m = NULL;
+  for (guint i = 0; i < gst_sdp_message_medias_len (sdp) && !m; i++)
+    if (g_strcmp0 (gst_sdp_media_get_media (gst_sdp_message_get_media (sdp, i)), "audio") == 0)
+      m = gst_sdp_message_get_media (sdp, i);
+  for (guint k = 0; m && k < gst_sdp_media_formats_len (m); k++) {
+    int pt = atoi (gst_sdp_media_get_format (m, k));
+    g_autoptr (GstCaps) mc = gst_sdp_media_get_caps_from_media (m, pt);
+    const char *enc = mc ? gst_structure_get_string (gst_caps_get_structure (mc, 0), "encoding-name") : NULL;
+    if (enc && g_ascii_strcasecmp (enc, "OPUS") == 0) {
+      opus_pt = pt;
+      break;
+    }
+  }
+  if (!g_atomic_int_get (&p->ret_linked)) {
+    g_object_set (p->pay, "pt", opus_pt, NULL);
+    g_autofree char *cs =
+        g_strdup_printf ("application/x-rtp,media=audio,encoding-name=OPUS,payload=%d,clock-rate=48000", opus_pt);
+    g_autoptr (GstCaps) rc = gst_caps_from_string (cs);
+    g_object_set (p->rtpcaps, "caps", rc, NULL);
+    GstPad *wsink = gst_element_request_pad_simple (p->webrtc, "sink_%u");
+    g_autoptr (GstPad) rsrc = gst_element_get_static_pad (p->rtpcaps, "src");
+    gst_pad_link (rsrc, wsink);
+    GstWebRTCRTPTransceiver *trans = NULL;
+    g_object_get (wsink, "transceiver", &trans, NULL);
+    if (trans) {
+      g_object_set (trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV, NULL);
+      g_object_unref (trans);
+    }
+    gst_object_unref (wsink);
+    g_atomic_int_set (&p->ret_linked, 1);
   }
   GstWebRTCSessionDescription *offer = gst_webrtc_session_description_new (GST_WEBRTC_SDP_TYPE_OFFER, sdp);
   GstPromise *promise = gst_promise_new_with_change_func (on_remote_set, peer_ref (p), peer_unref);
@@ -345,7 +369,7 @@ static DragomanWriteResult
 ret_write (gpointer sink, guint8 *data, gsize len)
 {
   DragomanWebrtcPeer *p = sink;
-  if (len <= DRAGOMAN_HEADER_BYTES)
+  if (len <= DRAGOMAN_HEADER_BYTES || !g_atomic_int_get (&p->ret_linked))
     return DRAGOMAN_WRITE_OK;
   GstBuffer *buf = gst_buffer_new_memdup (data + DRAGOMAN_HEADER_BYTES, len - DRAGOMAN_HEADER_BYTES);
   gst_app_src_push_buffer (GST_APP_SRC (p->ret_src), buf);
