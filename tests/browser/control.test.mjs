@@ -203,7 +203,11 @@ test('reload keeps the crew member signed in (sessionStorage), state shown again
   return 'ok';
 });
 
-test('force floor on main/hy via the UI: the listener hears only the floor, then release', async () => {
+// One try of the force-floor scenario. A failure on a stalled stream (the
+// machine was starved: packets late by > 300 ms, or digital silence) is marked
+// `stall`, and the test tries once more: with the audio behind the clock, an
+// action applied "now" legitimately lands on audio the listener hears late.
+async function forceFloorOnce() {
   const sel = strip('main', 'hy');
   // Start on a fresh on-air: the demo booth is on air 12 s of every 16, so
   // waiting for the switch to interpretation leaves ~11 s of hy on air.
@@ -236,7 +240,16 @@ test('force floor on main/hy via the UI: the listener hears only the floor, then
   // On a loaded machine the stream can stall (windows then lag the wall
   // clock); say so in every failure, it is the first thing to rule out.
   let ctx = `timeline ${tl} (${tl.length} windows, max inter-arrival ${report.max_interarrival_ms} ms at ${report.max_interarrival_at_s} s, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`;
-  assert(k >= 0, `the listener got no forced-floor state message: ${JSON.stringify(report.texts)}; ${ctx}`);
+  const lvAll = Object.values(report.levels_db || {});
+  const nSilent = [...tl].filter((c, i) => lvAll.length > 0 && lvAll.every((a) => a[i] < -100)).length;
+  const stalled = report.max_interarrival_ms > 300 || nSilent >= 3 || tl.length < PROBE_SECONDS * 10 - 5;
+  const check = (cond, msg) => {
+    if (cond) return;
+    const e = new Error(msg);
+    e.stall = stalled;
+    throw e;
+  };
+  check(k >= 0, `the listener got no forced-floor state message: ${JSON.stringify(report.texts)}; ${ctx}`);
   const anchor = report.text_windows[k];
   const hBefore = [...tl.slice(0, anchor)].filter((c) => c === 'h').length;
   const lastH = tl.lastIndexOf('h');
@@ -253,15 +266,15 @@ test('force floor on main/hy via the UI: the listener hears only the floor, then
     timeline: tl, anchor, wallWin, lastH, actionMs: res.ms, clickToResultMs: res.receivedAt - clickedAt,
     afterFade: after, tones: report.tones,
   });
-  assert(hBefore >= 3, `hy's own tone barely heard before the action (${hBefore} windows); ${ctx}`);
+  check(hBefore >= 3, `hy's own tone barely heard before the action (${hBefore} windows); ${ctx}`);
   // Anything but the floor more than 100 ms after the result (the window
   // holding the state message, plus one) fails: hy's 9000 Hz must be gone.
-  assert(foreign.length === 0, `non-floor tones after window ${anchor + 1} (result at window ${anchor}): ${JSON.stringify(foreign.join(''))}; ${ctx}`);
+  check(foreign.length === 0, `non-floor tones after window ${anchor + 1} (result at window ${anchor}): ${JSON.stringify(foreign.join(''))}; ${ctx}`);
   // After the 1 s fade the floor's 8000 Hz is heard (speech may mask it in
   // some windows, hence '.'; a stalled server shows up as a short timeline).
   ctx += `; silent windows ${silence}`;
-  assert(audible >= 10, `only ${audible} of ${after.length} windows after the fade carry any audio (the channel went silent: a stalled server?); ${ctx}`);
-  assert(oAfter >= 0.6 * audible, `after the 1 s fade the floor tone dominates only ${oAfter} of ${audible} audible windows; ${ctx}`);
+  check(audible >= 10, `only ${audible} of ${after.length} windows after the fade carry any audio (the channel went silent: a stalled server?); ${ctx}`);
+  check(oAfter >= 0.6 * audible, `after the 1 s fade the floor tone dominates only ${oAfter} of ${audible} audible windows; ${ctx}`);
   if (Math.abs(anchor - wallWin) > 3) log.push(`note: state message at window ${anchor}, wall clock says ~${wallWin}; ${ctx}`);
 
   // Release through the same button; the channel goes back to interpretation
@@ -277,6 +290,22 @@ test('force floor on main/hy via the UI: the listener hears only the floor, then
   measured.releaseTimeline = back.report.timeline;
   assert(mode !== 'interpretation' || back.report.timeline.includes('h'), `released, booth on air, but hy not heard: ${back.report.timeline}`);
   return `result ok in ${res.ms} ms ("${resultText}"); timeline ${tl} (state msg at window ${anchor}, wall clock ~${wallWin}, last 'h' at ${lastH}, max inter-arrival ${report.max_interarrival_ms} ms); after release mode ${mode}, ${back.report.timeline}`;
+}
+
+test('force floor on main/hy via the UI: the listener hears only the floor, then release', async () => {
+  try {
+    return await forceFloorOnce();
+  } catch (e) {
+    if (!e.stall) throw e;
+    log.push(`force floor: first try failed on a stalled stream, retrying: ${e.message}`);
+    console.log(`note: force floor: first try failed on a stalled stream (${os.loadavg()[0].toFixed(1)} load), retrying once`);
+    const sel = strip('main', 'hy');
+    if (await page.getAttribute(`${sel} button.force-floor`, 'aria-pressed') === 'true') {
+      await page.click(`${sel} button.force-floor`);
+      await waitFor(page, (s) => document.querySelector(s).dataset.mode !== 'forced-floor', sel, 5000, 'release before the retry');
+    }
+    return `(retried after a stall) ${await forceFloorOnce()}`;
+  }
 });
 
 test('duck slider sends duck and the state follows', async () => {
