@@ -454,6 +454,9 @@ on_mic_buffer (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   (void)pad;
   GstBuffer *buf = gst_buffer_make_writable (GST_PAD_PROBE_INFO_BUFFER (info));
   GST_PAD_PROBE_INFO_DATA (info) = buf;
+  /* audiotestsrc flags its silence as GAP, and the encoder then ignores the
+   * contents: the clicks written below would never be heard */
+  GST_BUFFER_FLAG_UNSET (buf, GST_BUFFER_FLAG_GAP);
   GstMapInfo m;
   if (!gst_buffer_map (buf, &m, GST_MAP_READWRITE))
     return GST_PAD_PROBE_OK;

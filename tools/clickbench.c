@@ -43,7 +43,7 @@
 
 typedef struct {
   char *host, *port, *path, *rtp_host;
-  int rtp_port, clicks, frame_ms;
+  int rtp_port, clicks, frame_ms, listen_seconds;
   double period_ms;
   gboolean json;
   /* sender → receiver, under lock */
@@ -225,13 +225,16 @@ main (int argc, char **argv)
     { "period-ms", 0, 0, G_OPTION_ARG_DOUBLE, &b.period_ms, "click period (501.3)", "MS" },
     { "frame-ms", 0, 0, G_OPTION_ARG_INT, &b.frame_ms, "sender's Opus frame (20)", "MS" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &b.json, "print one JSON object", NULL },
+    { "listen-only", 0, 0, G_OPTION_ARG_INT, &b.listen_seconds,
+      "no sender: listen N seconds and print every click's arrival (for a WebRTC booth's clicks)", "N" },
     { NULL },
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- mouth-to-socket latency through a booth");
   g_option_context_add_main_entries (ctx, entries, NULL);
   g_autoptr (GError) err = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &err) || !url || !rtp || !g_str_has_prefix (url, "ws://")) {
-    g_printerr ("clickbench: %s\n", err ? err->message : "--url ws://... and --rtp HOST:PORT are required");
+  if (!g_option_context_parse (ctx, &argc, &argv, &err) || !url || (!rtp && !b.listen_seconds) ||
+      !g_str_has_prefix (url, "ws://")) {
+    g_printerr ("clickbench: %s\n", err ? err->message : "--url ws://... and --rtp HOST:PORT (or --listen-only N) are required");
     return 2;
   }
   const char *hp = url + 5, *slash = strchr (hp, '/'), *colon = strchr (hp, ':');
@@ -242,13 +245,15 @@ main (int argc, char **argv)
   b.host = g_strndup (hp, colon - hp);
   b.port = g_strndup (colon + 1, slash - colon - 1);
   b.path = g_strdup (slash);
-  char *rc = strrchr (rtp, ':');
-  if (!rc) {
+  char *rc = rtp ? strrchr (rtp, ':') : NULL;
+  if (rtp && !rc) {
     g_printerr ("clickbench: --rtp needs HOST:PORT\n");
     return 2;
   }
-  b.rtp_host = g_strndup (rtp, rc - rtp);
-  b.rtp_port = atoi (rc + 1);
+  if (rtp) {
+    b.rtp_host = g_strndup (rtp, rc - rtp);
+    b.rtp_port = atoi (rc + 1);
+  }
   g_mutex_init (&b.lock);
   b.sent_us = g_array_new (FALSE, FALSE, sizeof (double));
 
@@ -257,7 +262,12 @@ main (int argc, char **argv)
     g_printerr ("clickbench: cannot connect to %s\n", url);
     return 1;
   }
-  GThread *sender = g_thread_new ("sender", sender_main, &b);
+  GThread *sender = NULL;
+  gint64 listen_until = 0;
+  if (b.listen_seconds)
+    listen_until = g_get_monotonic_time () + (gint64) b.listen_seconds * G_USEC_PER_SEC;
+  else
+    sender = g_thread_new ("sender", sender_main, &b);
 
   int derr;
   OpusDecoder *dec = opus_decoder_create (RATE, 1, &derr);
@@ -274,7 +284,7 @@ main (int argc, char **argv)
   setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (;;) {
     g_mutex_lock (&b.lock);
-    gboolean done = b.sending_done;
+    gboolean done = b.sending_done || (listen_until && g_get_monotonic_time () > listen_until);
     g_mutex_unlock (&b.lock);
     if (done && !done_at)
       done_at = g_get_monotonic_time ();
@@ -311,7 +321,19 @@ main (int argc, char **argv)
       }
     }
   }
-  g_thread_join (sender);
+  if (sender)
+    g_thread_join (sender);
+  if (b.listen_seconds) {
+    /* the clicks' arrival times (µs since the epoch): bench.py matches them to
+     * the sender's own record */
+    GString *o = g_string_new ("{\"arrivals_us\":[");
+    for (guint j = 0; j < recv_us->len; j++)
+      g_string_append_printf (o, "%s%.0f", j ? "," : "", g_array_index (recv_us, double, j));
+    g_string_append_printf (o, "],\"packets\":%" G_GUINT64_FORMAT ",\"gaps\":%" G_GUINT64_FORMAT "}", packets, gaps);
+    g_print ("%s\n", o->str);
+    g_string_free (o, TRUE);
+    return 0;
+  }
 
   /* match each detection to the latest click sent before it (within one period) */
   GArray *lat = g_array_new (FALSE, FALSE, sizeof (double));

@@ -738,10 +738,10 @@ def dragoman_fanout(clients, seconds, lang="hy"):
 VARIANTS = (("icecast", MOUNT, None), ("icecast_20ms_pages", "/bench20.opus", 10))
 
 
-def _listeners(ice, mount, n, seconds, warmup, rss_base):
+def _listeners(ice, mount, n, seconds, warmup, rss_base, ramp):
     cmd = [sys.executable, os.path.abspath(__file__), "--listeners", "--port", str(ice.port), "--mount", mount,
            "--clients", str(n), "--warmup", str(warmup), "--seconds", str(seconds),
-           "--server-pid", str(ice.proc.pid), "--rss-base", str(rss_base)]
+           "--server-pid", str(ice.proc.pid), "--rss-base", str(rss_base), "--ramp", str(ramp)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 120)
     try:
         L = json.loads(out.stdout.strip().splitlines()[-1])
@@ -752,7 +752,8 @@ def _listeners(ice, mount, n, seconds, warmup, rss_base):
     return L
 
 
-def run(clients_list, seconds, burst_size=65535, warmup=3.0, dragoman=True, small_pages=True, log=None):
+def run(clients_list, seconds, burst_size=65535, warmup=3.0, dragoman=True, small_pages=True, ramp=250.0,
+        log=None):
     """Icecast (and dragoman) at each N in clients_list, in one run; a JSON-able dict.
 
     results[i] = {"clients": N, "icecast": {...}, "icecast_20ms_pages": {...},
@@ -819,7 +820,7 @@ def run(clients_list, seconds, burst_size=65535, warmup=3.0, dragoman=True, smal
             n = row["clients"]
             for name, mount, page_ms in variants:
                 log(f"icecast_bench: icecast {mount}, {n} listeners + probe ...")
-                L = _listeners(ice, mount, n, seconds, warmup, rss_base)
+                L = _listeners(ice, mount, n, seconds, warmup, rss_base, ramp)
                 srv = L.get("server", {})
                 row[name] = {
                     "mount": mount, "oggmux_max_page_delay_ms": page_ms or 500,
@@ -899,7 +900,7 @@ def main():
         a.clients = int(a.clients)
         sys.exit(listeners_main(a))
     res = run([int(x) for x in a.clients.split(",")], a.seconds, a.burst_size, a.warmup, not a.no_dragoman,
-              not a.no_small_pages)
+              not a.no_small_pages, a.ramp)
     print(json.dumps(res, indent=2))
     if not a.json:
         print(render(res), file=sys.stderr)
