@@ -25,7 +25,7 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
            gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x \
            libwebsockets-dev libwebsockets-evlib-glib libjson-glib-dev libopus-dev \
-           espeak-ng ffmpeg chromium
+           espeak-ng ffmpeg chromium icecast2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps demo test check integration browser bench bench-smoke clean format media

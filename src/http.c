@@ -35,6 +35,7 @@ typedef struct {
 typedef struct {
   guint8 *buf; /* LWS_PRE headroom + body */
   size_t len;
+  gboolean head; /* HEAD: headers only */
 } HttpSession;
 
 static DragomanServer *
@@ -167,7 +168,9 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
   case LWS_CALLBACK_HTTP: {
     DragomanServer *server = server_of (wsi);
     char uri[128] = "";
-    lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+      lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_HEAD_URI); /* load balancers check with HEAD */
+    hs->head = lws_hdr_total_length (wsi, WSI_TOKEN_HEAD_URI) > 0;
     if (g_str_equal (uri, "/healthz")) {
       gboolean ok = dragoman_metrics_healthy (server);
       return respond (wsi, hs, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
@@ -201,7 +204,7 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
   case LWS_CALLBACK_HTTP_WRITEABLE:
     if (!hs->buf)
       break;
-    if (lws_write (wsi, hs->buf + LWS_PRE, hs->len, LWS_WRITE_HTTP_FINAL) < (int) hs->len)
+    if (!hs->head && lws_write (wsi, hs->buf + LWS_PRE, hs->len, LWS_WRITE_HTTP_FINAL) < (int) hs->len)
       return 1;
     g_clear_pointer (&hs->buf, g_free);
     return lws_http_transaction_completed (wsi) ? -1 : 0;

@@ -189,6 +189,10 @@ def main():
         res["fanout"].append(f)
     if not QUICK and shutil.which("valgrind"):
         res["channel_cost"] = channel_cost()
+    if not QUICK and shutil.which("icecast2"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import icecast_bench
+        res["icecast"] = icecast_bench.run([100, 1000], 10)
 
     if SMOKE:
         m = res["mouth_to_socket"][0]
@@ -254,6 +258,9 @@ def render(res):
                   "| mix (2 inputs, gains) | Opus 20 ms 32 kbit/s | AAC 64 kbit/s |", "|---|---|---|",
                   f"| {c['mix_2_inputs_with_gains'] / 1e6:.1f} M | {c['opus_20ms_32k'] / 1e6:.1f} M | "
                   f"{c['aac_64k'] / 1e6:.1f} M |"]
+    if "icecast" in res:
+        lines += ["", "### Side by side with Icecast 2.4 (Ogg/Opus mount, 32 kbit/s, same machine, same run)", "",
+                  "```", json.dumps(res["icecast"], indent=1)[:6000], "```"]
     return "\n".join(lines) + "\n"
 
 

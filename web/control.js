@@ -25,6 +25,7 @@ const PEAK_FALL_DB_S = 20; // held peak decay after the hold
 const BAR_FALL_DB_S = 40; // peak bar fall (rise is instant)
 const RMS_TAU_MS = 60; // RMS bar smoothing, both ways
 const KICK_CONFIRM_MS = 3000;
+const ACTION_TIMEOUT_MS = 5000;
 const MAX_FEED = 100;
 const MAX_CLEARED_ALERTS = 20;
 
@@ -238,8 +239,15 @@ function act(type, fields, strip) {
     return null;
   }
   const id = nextId++;
-  pending.set(id, { type, fields, at: performance.now(), strip });
+  const p = { type, fields, at: performance.now(), strip };
+  pending.set(id, p);
   send(ws, { type, id, ...fields });
+  // A result that never comes must not leave a button disabled mid-event.
+  setTimeout(() => {
+    if (pending.get(id) !== p) return;
+    pending.delete(id);
+    finishAction({ id, ok: false, error: `no answer within ${ACTION_TIMEOUT_MS / 1000} s` }, p);
+  }, ACTION_TIMEOUT_MS);
   if (strip) showResult(strip, `${type}…`, null);
   return id;
 }

@@ -5,6 +5,13 @@
 // to the AudioWorklet in listener-worklet.js, which owns the jitter buffer.
 // Codec parameters come from /api/v1/rooms, not from the hello message: an
 // edge relay in front of the server may not forward the hello.
+//
+// Watch mode (watch.js) plays the room's HLS stream (video + the channel's
+// AAC rendition) instead; the language buttons then switch its audio track.
+// Listen stays the default: it is seconds ahead of Watch, which matters in the
+// hall. The mode is remembered; ?mode=watch or ?mode=listen preselects.
+
+import { Watch } from './watch.js';
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
@@ -13,6 +20,8 @@ const RECONNECT_MAX_MS = 5000;
 // packet every frame, silence included, so 3 s of nothing is not normal.
 const STALL_MS = 3000;
 const STORE_KEY = 'dragoman.listener';
+const MODE_KEY = 'dragoman.mode';
+const MODES = ['listen', 'watch'];
 const HEADER_BYTES = 16;
 const KIND_OPUS = 1;
 const FLAG_DISCONT = 1;
@@ -22,6 +31,8 @@ const ui = {
   roomRow: $('room-row'), room: $('room'), langs: $('langs'), play: $('play'), stop: $('stop'),
   status: $('status'), roomTitle: $('room-title'), level: $('level-bar'), levelText: $('level-text'), delay: $('delay'),
   netAge: $('net-age'), chState: $('ch-state'),
+  main: $('main'), heading: $('heading'), modes: $('modes'), video: $('video'), fullscreen: $('fullscreen'),
+  wTrack: $('w-track'), wDelay: $('w-delay'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -35,6 +46,16 @@ window.dragoman = { ctx: null, node: null, stats };
 let rooms = []; // from /api/v1/rooms
 let sel = { room: null, lang: null };
 let session = null; // the live connection, or null when stopped
+let mode = 'listen';
+const watch = new Watch(ui.video, {
+  status: (text, kind) => setStatus(text, kind),
+  level: (peak) => renderLevel(peak),
+  info: ({ delayMs, track }) => {
+    if (track !== undefined) ui.wTrack.textContent = track || '–';
+    if (delayMs !== undefined) ui.wDelay.textContent = delayMs == null ? '–' : `${(delayMs / 1000).toFixed(1)} s`;
+  },
+  ended: () => { ui.play.hidden = false; ui.stop.hidden = true; },
+});
 
 // ---- room and language choice ----------------------------------------------
 
@@ -45,6 +66,37 @@ function loadChoice() {
   return { room: q.get('room') || saved.room || null, lang: q.get('lang') || saved.lang || null,
     fromUrl: q.has('room') || q.has('lang') };
 }
+
+function loadMode() {
+  const q = new URLSearchParams(location.search).get('mode');
+  if (MODES.includes(q)) return q;
+  try { const m = localStorage.getItem(MODE_KEY); if (MODES.includes(m)) return m; } catch { /* private mode */ }
+  return 'listen';
+}
+
+function renderMode() {
+  ui.main.dataset.mode = mode;
+  ui.heading.textContent = mode === 'watch' ? 'Watch with interpretation' : 'Listen to interpretation';
+  for (const b of ui.modes.querySelectorAll('button[data-mode]')) b.setAttribute('aria-pressed', String(b.dataset.mode === mode));
+}
+
+function saveMode() {
+  try { localStorage.setItem(MODE_KEY, mode); } catch { /* private mode */ }
+}
+
+function pickMode(m) {
+  if (!MODES.includes(m)) return;
+  if (m === mode) { saveMode(); return; } // a ?mode= link becomes the choice once confirmed
+  const wasPlaying = playing();
+  if (wasPlaying) stop();
+  mode = m;
+  saveMode();
+  renderMode();
+  if (wasPlaying) start(); // the click is a user gesture: carry on in the other mode
+  else if (sel.lang) setStatus(mode === 'watch' ? 'Press Play to watch.' : 'Press Play to listen.');
+}
+
+const playing = () => session !== null || watch.playing;
 
 function saveChoice() {
   try { localStorage.setItem(STORE_KEY, JSON.stringify(sel)); } catch { /* private mode */ }
@@ -81,7 +133,8 @@ function pickLang(lang) {
   sel.lang = lang;
   saveChoice();
   renderLangs();
-  if (session) start(); // switching while playing: reconnect to the new channel at once
+  if (watch.playing) watch.setLang(lang); // same video, other audio rendition
+  else if (session) start(); // switching while playing: reconnect to the new channel at once
 }
 
 function pickRoom(id) {
@@ -89,7 +142,7 @@ function pickRoom(id) {
   if (!findChannel(findRoom(id), sel.lang)) sel.lang = null;
   saveChoice();
   renderLangs();
-  if (session) { if (sel.lang) start(); else stop(); }
+  if (playing()) { if (sel.lang) start(); else stop(); }
 }
 
 async function loadRooms() {
@@ -120,7 +173,7 @@ async function loadRooms() {
   renderLangs();
   if (!rooms.length) setStatus('No rooms are open right now.', 'error');
   else if (errors.length) setStatus(`${errors.join(' ')} Please pick a language below.`, 'error');
-  else setStatus(sel.lang ? 'Press Play to listen.' : 'Pick a language.');
+  else setStatus(sel.lang ? (mode === 'watch' ? 'Press Play to watch.' : 'Press Play to listen.') : 'Pick a language.');
 }
 
 // ---- audio ----------------------------------------------------------------
@@ -161,12 +214,17 @@ function onWorkletStats(s) {
 
 const dbfs = (v) => (v > 0 ? 20 * Math.log10(v) : -Infinity);
 
-function renderMeters() {
-  const peakDb = dbfs(stats.level.peak);
+// peak: linear 0..1, or null when there is nothing to measure.
+function renderLevel(peak) {
+  const peakDb = peak == null ? -Infinity : dbfs(peak);
   // Bar spans -60..0 dBFS: the ident tones (-40 dBFS) still move it.
   const frac = Math.max(0, Math.min(1, (peakDb + 60) / 60));
   ui.level.style.transform = `scaleX(${frac})`;
-  ui.levelText.textContent = Number.isFinite(peakDb) ? `${peakDb.toFixed(0)} dB` : '–∞ dB';
+  ui.levelText.textContent = peak == null ? '–' : Number.isFinite(peakDb) ? `${peakDb.toFixed(0)} dB` : '–∞ dB';
+}
+
+function renderMeters() {
+  renderLevel(stats.level.peak);
   ui.delay.textContent = session ? `${Math.round(stats.delayMs)} ms` : '–';
   ui.netAge.textContent = stats.networkAgeMs == null ? '–' : `${Math.round(stats.networkAgeMs)} ms`;
 }
@@ -323,7 +381,23 @@ class Session {
   }
 }
 
+function startWatch() {
+  if (session) session.close();
+  session = null;
+  const room = findRoom(sel.room);
+  if (!findChannel(room, sel.lang)) return;
+  stats.channelState = findChannel(room, sel.lang).state || null;
+  renderChannelState();
+  ui.play.hidden = true;
+  ui.stop.hidden = false;
+  watch.prepareAudio(); // in the click's user gesture, before any await
+  watch.start(room.id, room.channels, sel.lang);
+}
+
 async function start() {
+  saveMode(); // pressing Play in a mode chooses it
+  if (mode === 'watch') { startWatch(); return; }
+  if (watch.playing) watch.stop();
   if (session) session.close();
   session = null;
   const room = sel.room;
@@ -351,6 +425,7 @@ async function start() {
 function stop() {
   if (session) session.close();
   session = null;
+  if (watch.playing) watch.stop();
   stats.state = 'idle';
   ui.play.hidden = false;
   ui.stop.hidden = true;
@@ -376,12 +451,25 @@ ui.langs.addEventListener('click', (e) => {
   if (b) pickLang(b.dataset.lang);
 });
 ui.room.addEventListener('change', () => pickRoom(ui.room.value));
+ui.modes.addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-mode]');
+  if (b) pickMode(b.dataset.mode);
+});
+ui.fullscreen.addEventListener('click', () => {
+  const v = ui.video;
+  if (document.fullscreenElement) document.exitFullscreen();
+  else if (v.requestFullscreen) v.requestFullscreen();
+  else if (v.webkitEnterFullscreen) v.webkitEnterFullscreen(); // iPhone: only the video can go full screen
+});
 ui.play.addEventListener('click', () => start());
 ui.stop.addEventListener('click', () => stop());
 // Phones suspend audio when the page is hidden; resume when it comes back.
 document.addEventListener('visibilitychange', () => {
   const ctx = window.dragoman.ctx;
   if (!document.hidden && session && ctx && ctx.state !== 'running') ctx.resume();
+  if (!document.hidden && watch.playing && watch.ctx && watch.ctx.state !== 'running') watch.ctx.resume();
 });
 
+mode = loadMode();
+renderMode();
 loadRooms();

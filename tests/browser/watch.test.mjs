@@ -14,6 +14,7 @@
 // still checks the header itself.
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   ARTIFACTS, assert, launchBrowser, median, run, sampleTones, sleep, startServer, stopServer, tally,
@@ -140,13 +141,42 @@ function sampleAroundClick(page, { clickLang, clickAfterMs, durationMs, interval
   }, { freqs: FREQS, clickLang, clickAfterMs, durationMs, intervalMs, minMarginDb });
 }
 
+// Waits for `lang`'s booth to go on air (channel state floor -> interpretation
+// in /api/v1/rooms; the demo booths are 12 s on, 4 s off) and returns that
+// moment (Date.now() ms). What the video plays is that much older than the
+// live mixer, so the caller adds the measured delay.
+async function onAirEdge(lang, timeoutMs = 25000) {
+  const deadline = Date.now() + timeoutMs;
+  let prev = null;
+  while (Date.now() < deadline) {
+    const rooms = (await (await fetch(`${server.url}/api/v1/rooms`)).json()).rooms;
+    const cur = rooms.find((r) => r.id === 'main').channels.find((c) => c.lang === lang).state;
+    if (prev === 'floor' && cur === 'interpretation') return Date.now();
+    prev = cur;
+    await sleep(100);
+  }
+  throw new Error(`${lang}'s booth did not go on air within ${timeoutMs} ms`);
+}
+
+// Clicks `to` about 1 s (of played stream) after `to`'s booth went on air, so
+// the switch lands in the middle of its 12 s on air: samples 2 s before the
+// click and durationMs in all.
+async function switchWhileOnAir(page, to, durationMs = 6000) {
+  const edge = await onAirEdge(to);
+  const st = await watchStats(page);
+  const behind = st.pdtLatencyMs ?? (st.latencyMs ?? 4000) + 2000;
+  await sleep(Math.max(0, edge + behind + 1000 - 2000 - Date.now()));
+  return { behind, ...(await sampleAroundClick(page, { clickLang: to, clickAfterMs: 2000, durationMs })) };
+}
+
 // Switch time: from the click to the first sample from which on `to` is
-// heard and `from` never again.
+// heard and `from` never again (from = null: `to` first heard; orig's 8000 Hz
+// is every channel's floor, it may come back under a language).
 function switchTime({ clickAt, samples }, from, to) {
   const after = samples.filter((s) => s.at >= clickAt);
   for (let i = 0; i < after.length; i++) {
     if (after[i].dominant !== IDENT[to]) continue;
-    if (after.slice(i).some((s) => s.dominant === IDENT[from])) continue;
+    if (from && after.slice(i).some((s) => s.dominant === IDENT[from])) continue;
     return after[i].at - clickAt;
   }
   return Infinity;
@@ -260,8 +290,8 @@ test('hy over HLS: video plays, 9000 Hz (or floor) only; switch to tr in place',
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'watch.png'), fullPage: true });
 
-  const r = await sampleAroundClick(page, { clickLang: 'tr', clickAfterMs: 2000, durationMs: 8000 });
-  const c = checkSwitch(r, 'hy', 'tr', 8000);
+  const r = await switchWhileOnAir(page, 'tr');
+  const c = checkSwitch(r, 'hy', 'tr', 6000);
   const st = await watchStats(page);
   assert(await pressed(page, 'button[data-lang="tr"]') === 'true', 'tr button not pressed');
   assert(st.audioTrackLang === 'tr' && /\/audio-tr\.m3u8$/.test(st.audioTrackUrl), `audio track is ${st.audioTrackUrl}`);
@@ -275,7 +305,7 @@ test('orig and en share LANGUAGE "en": each button gets its own rendition', asyn
   const { ctx, page } = await openAndWatch('orig');
   let st = await watchStats(page);
   assert(/\/audio-orig\.m3u8$/.test(st.audioTrackUrl), `orig plays ${st.audioTrackUrl}`);
-  const r1 = await sampleAroundClick(page, { clickLang: 'en', clickAfterMs: 1000, durationMs: 5000 });
+  const r1 = await switchWhileOnAir(page, 'en', 8000);
   st = await watchStats(page);
   assert(st.audioTrackLang === 'en' && /\/audio-en\.m3u8$/.test(st.audioTrackUrl), `en button plays ${st.audioTrackUrl}`);
   const enLate = r1.samples.filter((s) => s.at > r1.clickAt + SWITCH_MAX_MS);
@@ -289,7 +319,7 @@ test('orig and en share LANGUAGE "en": each button gets its own rendition', asyn
   assert(other.length === 0, `orig: non-floor tone after the switch back: ${JSON.stringify(tally(origLate))}`);
   assert(r1.sameHls && r2.sameHls && r2.samples[r2.samples.length - 1].mediaSources === r1.samples[0].mediaSources, 'player restarted');
   await ctx.close();
-  return `orig -> en ${Math.round(switchTime(r1, 'orig', 'en'))} ms ${JSON.stringify(tally(enLate))}; en -> orig: ${JSON.stringify(tally(origLate))}`;
+  return `orig -> en heard after ${Math.round(switchTime(r1, null, 'en'))} ms ${JSON.stringify(tally(enLate))}; en -> orig: ${JSON.stringify(tally(origLate))}`;
 });
 
 test('Watch -> Listen while playing: video stops, WebSocket audio starts; and back', async () => {
@@ -305,8 +335,13 @@ test('Watch -> Listen while playing: video stops, WebSocket audio starts; and ba
 });
 
 let code = 1;
+let cleanup = () => {};
 try {
-  server = await startServer({ name: 'dragoman-watch' });
+  // Own HLS directory: servers of other tests running at the same time would
+  // otherwise write (and delete) the same build/hls/main/*.ts.
+  const hlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dragoman-watch-hls-'));
+  cleanup = () => fs.rmSync(hlsDir, { recursive: true, force: true });
+  server = await startServer({ name: 'dragoman-watch', set: { 'server.hls-dir': hlsDir }, timeoutMs: 60000 });
   browser = await launchBrowser();
   code = await run('watch', tests);
   const m = measured;
@@ -319,5 +354,6 @@ try {
   if (code && log.length) console.log(`page log (last 20):\n${log.slice(-20).join('\n')}`);
   if (browser) await browser.close().catch(() => {});
   if (server) await stopServer(server).catch(() => {});
+  cleanup();
 }
 process.exit(code);
