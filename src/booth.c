@@ -582,6 +582,15 @@ dragoman_booth_describe (DragomanBooth *b, JsonBuilder *j)
     json_builder_add_boolean_value (j, i == b->live);
     json_builder_set_member_name (j, "connected");
     json_builder_add_boolean_value (j, i->voice_pad != NULL);
+    double rtt, jitter, loss;
+    dragoman_webrtc_peer_get_health (i->peer, &rtt, &jitter, &loss);
+    /* whole milliseconds and tenths of a percent (-1: not known yet) */
+    json_builder_set_member_name (j, "rtt_ms");
+    json_builder_add_int_value (j, rtt < 0 ? -1 : (gint64) (rtt + 0.5));
+    json_builder_set_member_name (j, "jitter_ms");
+    json_builder_add_int_value (j, jitter < 0 ? -1 : (gint64) (jitter + 0.5));
+    json_builder_set_member_name (j, "loss_permille");
+    json_builder_add_int_value (j, loss < 0 ? -1 : (gint64) (loss * 10 + 0.5));
     json_builder_end_object (j);
   }
   json_builder_end_array (j);

@@ -26,6 +26,10 @@ struct _DragomanWebrtcPeer {
   const DragomanWebrtcPeerCallbacks *cb;
   gpointer owner;
   gboolean closed; /* main thread: no more callbacks */
+  guint stats_timer;
+  /* WebRTC health for the crew, from webrtcbin's get-stats (every 2 s) */
+  GMutex stats_lock;
+  double rtt_ms, jitter_ms, loss_pct; /* protected by stats_lock; < 0: unknown */
 };
 
 static DragomanWebrtcPeer *
@@ -41,6 +45,7 @@ peer_unref (gpointer data)
   DragomanWebrtcPeer *p = data;
   if (!g_atomic_int_dec_and_test (&p->refs))
     return;
+  g_mutex_clear (&p->stats_lock);
   g_free (p->name);
   g_free (p);
 }
@@ -224,6 +229,65 @@ on_pad_added (GstElement *webrtc, GstPad *pad, gpointer data)
   gst_object_unref (target);
 }
 
+/* ---- WebRTC health ---------------------------------------------------------- */
+
+static gboolean
+read_stat (GQuark id, const GValue *value, gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  if (!GST_VALUE_HOLDS_STRUCTURE (value))
+    return TRUE;
+  const GstStructure *st = gst_value_get_structure (value);
+  GstWebRTCStatsType type = 0;
+  if (!gst_structure_get (st, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, NULL))
+    return TRUE;
+  double d;
+  gint64 lost;
+  guint64 received;
+  g_mutex_lock (&p->stats_lock);
+  if (type == GST_WEBRTC_STATS_INBOUND_RTP) {
+    /* the microphone as we receive it: jitter (s) and losses */
+    if (gst_structure_get_double (st, "jitter", &d))
+      p->jitter_ms = d * 1000;
+    if (gst_structure_get_int64 (st, "packets-lost", &lost) &&
+        gst_structure_get_uint64 (st, "packets-received", &received) && received + lost > 0)
+      p->loss_pct = 100.0 * MAX (lost, 0) / (received + MAX (lost, 0));
+  } else if (type == GST_WEBRTC_STATS_REMOTE_INBOUND_RTP) {
+    if (gst_structure_get_double (st, "round-trip-time", &d))
+      p->rtt_ms = d * 1000;
+  }
+  g_mutex_unlock (&p->stats_lock);
+  return TRUE;
+}
+
+static void
+on_stats (GstPromise *promise, gpointer data)
+{
+  const GstStructure *reply = gst_promise_get_reply (promise);
+  if (reply)
+    gst_structure_foreach (reply, read_stat, data);
+  gst_promise_unref (promise);
+}
+
+static gboolean
+poll_stats (gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  GstPromise *promise = gst_promise_new_with_change_func (on_stats, peer_ref (p), peer_unref);
+  g_signal_emit_by_name (p->webrtc, "get-stats", NULL, promise);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+dragoman_webrtc_peer_get_health (DragomanWebrtcPeer *p, double *rtt_ms, double *jitter_ms, double *loss_pct)
+{
+  g_mutex_lock (&p->stats_lock);
+  *rtt_ms = p->rtt_ms;
+  *jitter_ms = p->jitter_ms;
+  *loss_pct = p->loss_pct;
+  g_mutex_unlock (&p->stats_lock);
+}
+
 /* ---- public -------------------------------------------------------------- */
 
 DragomanWebrtcPeer *
@@ -235,6 +299,8 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
     GST_DEBUG_CATEGORY_INIT (peer_debug, "dragoman-webrtc", 0, "dragoman WebRTC peers");
   DragomanWebrtcPeer *p = g_new0 (DragomanWebrtcPeer, 1);
   p->refs = 1;
+  g_mutex_init (&p->stats_lock);
+  p->rtt_ms = p->jitter_ms = p->loss_pct = -1;
   p->name = g_strdup (name);
   p->pipeline = pipeline;
   p->voice_target = voice_target;
@@ -276,6 +342,7 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
   p->parent = GST_ELEMENT_PARENT (voice_target) ? GST_ELEMENT_PARENT (voice_target) : pipeline;
   gst_bin_add (GST_BIN (p->parent), p->bin);
   gst_element_sync_state_with_parent (p->bin);
+  p->stats_timer = g_timeout_add_seconds (2, poll_stats, p);
   return p;
 }
 
@@ -346,6 +413,7 @@ dragoman_webrtc_peer_free (DragomanWebrtcPeer *p)
   if (!p)
     return;
   p->closed = TRUE;
+  g_source_remove (p->stats_timer);
   g_signal_handlers_disconnect_by_data (p->webrtc, p);
   if (p->voice_pad) {
     GstPad *peer = gst_pad_get_peer (p->voice_pad);

@@ -30,5 +30,7 @@ DragomanWebrtcPeer *dragoman_webrtc_peer_new (GstElement *pipeline, const char *
 void dragoman_webrtc_peer_free (DragomanWebrtcPeer *peer);
 gboolean dragoman_webrtc_peer_offer (DragomanWebrtcPeer *peer, const char *sdp, GError **error);
 void dragoman_webrtc_peer_add_ice (DragomanWebrtcPeer *peer, guint mline, const char *candidate);
+/* the connection's health (main thread); each < 0 while unknown */
+void dragoman_webrtc_peer_get_health (DragomanWebrtcPeer *peer, double *rtt_ms, double *jitter_ms, double *loss_pct);
 /* the return feed: pass with the peer as the sink to dragoman_fanout_add () */
 const DragomanSinkFuncs *dragoman_webrtc_peer_return_funcs (void);

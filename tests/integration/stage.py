@@ -144,6 +144,7 @@ def main():
         check("#EXT-X-DISCONTINUITY" in vpl, "video playlist marks the loss with a DISCONTINUITY")
         metrics = get(f"http://127.0.0.1:{port}/metrics")[0]
         check('dragoman_stage_live{room="main"} 0' in metrics, "/metrics: stage lost")
+        check('dragoman_alert{kind="stage-lost",room="main"' in metrics, "the crew's stage-lost alert is raised")
 
         # another encoder, another resolution
         ff2 = sender(srt, "1280x720", 30)
