@@ -310,9 +310,12 @@ function renderState(st) {
     view.title.textContent = r.title ? `${r.title} (${r.id})` : r.id;
     const stage = typeof r.stage === 'string' ? { state: r.stage } : r.stage || {};
     const stageState = stage.state || (stage.signal === false ? 'no signal' : 'unknown');
-    view.stage.textContent = `stage: ${stageState}`;
+    const since = num(stage.since) > 0 ? ` for ${Math.max(0, Math.round(Date.now() / 1000 - stage.since))} s` : '';
+    const video = stage.video ? ` · ${stage.video}` : '';
+    const rate = num(stage.bitrate) > 0 ? ` · ${(stage.bitrate / 1e6).toFixed(1)} Mbit/s` : '';
+    view.stage.textContent = `stage: ${stageState}${since}${video}${rate}`;
     view.stage.dataset.state = stageState;
-    view.stage.title = stage.source ? `source ${stage.source}` : '';
+    view.stage.title = [stage.source ? `source ${stage.source}` : '', stage.reason || ''].filter(Boolean).join(': ');
     const booths = list(r.booths, 'lang');
     let roomListeners = 0;
     for (const ch of list(r.channels, 'lang')) {
@@ -505,7 +508,7 @@ function updateStrip(s, ch, booth) {
   }
 
   const interps = list(booth.interpreters, 'id');
-  const key = JSON.stringify(interps.map((i) => [i.id, i.name, i.live, i.connected]));
+  const key = JSON.stringify(interps.map((i) => [i.id, i.name, i.live, i.connected, i.rtt_ms, i.jitter_ms, i.loss_permille]));
   if (key !== s.interpKey) {
     s.interpKey = key;
     s.interpreters.replaceChildren(...interps.map((i) => {
@@ -517,6 +520,14 @@ function updateStrip(s, ch, booth) {
       name.textContent = `${i.live ? '● ' : ''}${i.name || i.id}${i.connected === false ? ' (gone)' : ''}`;
       name.title = i.live ? 'live' : 'standing by';
       li.append(name);
+      // WebRTC health of this interpreter's connection (-1: not measured yet)
+      if (num(i.rtt_ms) >= 0 || num(i.jitter_ms) >= 0 || num(i.loss_permille) >= 0) {
+        const h = document.createElement('span');
+        h.className = 'health';
+        const part = (v, f) => (num(v) >= 0 ? f(num(v)) : '–');
+        h.textContent = ` rtt ${part(i.rtt_ms, (v) => `${v} ms`)} · jitter ${part(i.jitter_ms, (v) => `${v} ms`)} · loss ${part(i.loss_permille, (v) => `${(v / 10).toFixed(1)} %`)}`;
+        li.append(h);
+      }
       if (i.id && s.hasBooth && (booth.kind || booth.source) !== 'test') {
         const b = document.createElement('button');
         b.type = 'button';
