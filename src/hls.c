@@ -9,7 +9,11 @@
  * the first keyframe after the video source switched (stage lost or back). */
 #include "hls.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <gst/pbutils/pbutils.h>
 #include <gst/video/video.h>
 #include <string.h>
@@ -45,6 +49,7 @@ struct _DragomanHls {
   GstElement *pipeline, *select;
   GstPad *stage_pad, *slate_pad;
   char *dir;
+  int lock_fd;
   GPtrArray *renditions; /* Rendition*; [0] is the video */
   char *master;
   char *video_codecs;
@@ -354,6 +359,17 @@ dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const Drag
     g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1, "[server] hls-dir: cannot create %s: %s", dir, g_strerror (errno));
     return NULL;
   }
+  /* one server per directory: two would delete each other's segments (seen: a
+   * playlist's segments 404 0.3 s later). The lock dies with the process. */
+  g_autofree char *lock_path = g_build_filename (dir, ".lock", NULL);
+  int lock_fd = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0 || flock (lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 1,
+                 "[server] hls-dir: %s is in use by another dragoman (give each server its own hls-dir)", dir);
+    if (lock_fd >= 0)
+      close (lock_fd);
+    return NULL;
+  }
   /* segments of an earlier run would be served under new playlists: start clean */
   g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
   for (const char *f; d && (f = g_dir_read_name (d));)
@@ -366,6 +382,7 @@ dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const Drag
   h->room = room;
   h->pipeline = pipeline;
   h->dir = g_steal_pointer (&dir);
+  h->lock_fd = lock_fd;
   h->renditions = g_ptr_array_new ();
   h->last_split = GST_CLOCK_TIME_NONE;
   h->last_out_rt = GST_CLOCK_TIME_NONE;
@@ -502,5 +519,6 @@ dragoman_hls_free (DragomanHls *h)
   g_free (h->master);
   g_free (h->video_codecs);
   g_free (h->dir);
+  close (h->lock_fd);
   g_free (h);
 }

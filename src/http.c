@@ -152,8 +152,6 @@ respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *t
   if (lws_add_http_common_headers (wsi, status, type, hs->len, &p, end) ||
       lws_add_http_header_by_name (wsi, (const unsigned char *) "cache-control:", (const unsigned char *) cache_control,
                                    (int) strlen (cache_control), &p, end) ||
-      lws_add_http_header_by_name (wsi, (const unsigned char *) "x-content-type-options:",
-                                   (const unsigned char *) "nosniff", 7, &p, end) ||
       lws_finalize_write_http_header (wsi, start, &p, end))
     return 1;
   lws_callback_on_writable (wsi);
@@ -227,6 +225,18 @@ static const struct lws_protocols protocols[] = {
   { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
+static const struct lws_protocol_vhost_options header_referrer = { NULL, NULL, "referrer-policy:", "no-referrer" };
+static const struct lws_protocol_vhost_options header_frame = { &header_referrer, NULL, "x-frame-options:", "DENY" };
+static const struct lws_protocol_vhost_options header_sniff = { &header_frame, NULL, "x-content-type-options:",
+                                                                "nosniff" };
+/* no inline script or style anywhere; media from blob: is hls.js's MediaSource */
+static const struct lws_protocol_vhost_options header_csp = {
+  &header_sniff, NULL, "content-security-policy:",
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+  "connect-src 'self' ws: wss:; media-src 'self' blob:; worker-src 'self' blob:; frame-ancestors 'none'; "
+  "base-uri 'none'; form-action 'self'"
+};
+
 static const struct lws_protocol_vhost_options mime_ts = { NULL, NULL, ".ts", "video/mp2t" };
 static const struct lws_protocol_vhost_options mime_mjs = { &mime_ts, NULL, ".mjs", "text/javascript" };
 static const struct lws_protocol_vhost_options mime_json = { &mime_mjs, NULL, ".json", "application/json" };
@@ -284,8 +294,11 @@ dragoman_http_start (DragomanServer *server, GError **error)
   mount_hlsjs.origin = server->hlsjs_dir;
   void *loops[] = { server->loop, NULL };
   struct lws_context_creation_info info = { 0 };
-  info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                 LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+  info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_VALIDATE_UTF8;
+  /* our own security headers on every response, not lws's fixed best-practice set:
+   * that one has no media-src, so its default-src 'none' blocked hls.js's blob:
+   * MediaSource (Watch mode) and Safari's own HLS player */
+  info.headers = &header_csp;
   info.foreign_loops = loops;
   info.port = server->config->port;
   info.iface = server->config->address;

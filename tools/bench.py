@@ -32,7 +32,8 @@ def free_port():
 class Server:
     def __init__(self, config, sets=()):
         self.port = free_port()
-        args = [os.path.join(B, "dragoman"), "--config", config, "--set", f"server.port={self.port}"]
+        args = [os.path.join(B, "dragoman"), "--config", config, "--set", f"server.port={self.port}",
+                "--set", f"server.hls-dir=build/test-artifacts/hls-{self.port}"]
         for s in sets:
             args += ["--set", s]
         self.log = open(os.path.join(B, "test-artifacts", f"bench-server-{self.port}.log"), "w")

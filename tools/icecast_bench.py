@@ -691,7 +691,8 @@ def dragoman_fanout(clients, seconds, lang="hy"):
     port = free_port()
     log = open(os.path.join(ART, f"icecast-bench-dragoman-{port}.log"), "w")
     proc = subprocess.Popen([os.path.join(B, "dragoman"), "--config", "configs/demo.ini",
-                             "--set", f"server.port={port}", "--set", "listen.max-listeners=20000"],
+                             "--set", f"server.port={port}", "--set", "listen.max-listeners=20000",
+                             "--set", f"server.hls-dir=build/test-artifacts/hls-{port}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 20

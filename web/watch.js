@@ -35,8 +35,18 @@ const TICK_MS = 250;
 
 let hlsModule = null; // the imported hls.js module, once
 
-async function loadHls() {
-  if (!hlsModule) hlsModule = await import(HLS_MODULE);
+// Retried: on a busy server or a flaky phone link one failed fetch must not
+// push a browser that runs hls.js onto its own (maybe weaker) HLS player.
+async function loadHls(tries = 3) {
+  for (let i = 1; !hlsModule; i++) {
+    try {
+      // A query per retry: a module that failed once is not fetched again for the same URL.
+      hlsModule = await import(i === 1 ? HLS_MODULE : `${HLS_MODULE}?retry=${i}`);
+    } catch (e) {
+      if (i >= tries) throw e;
+      await new Promise((r) => setTimeout(r, 500 * i));
+    }
+  }
   return hlsModule.default;
 }
 

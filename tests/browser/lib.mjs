@@ -122,7 +122,7 @@ export async function startServer({ config = 'configs/demo.ini', port, set = {},
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const logFile = path.join(ARTIFACTS, `${name}-${port}.log`);
   const out = fs.openSync(logFile, 'a');
-  const args = ['--config', config, '--set', `server.port=${port}`];
+  const args = ['--config', config, '--set', `server.port=${port}`, '--set', `server.hls-dir=build/test-artifacts/hls-${port}`];
   for (const [k, v] of Object.entries(set)) args.push('--set', `${k}=${v}`);
   const proc = spawn(path.join(ROOT, 'build/dragoman'), args, { cwd: ROOT, stdio: ['ignore', out, out] });
   fs.closeSync(out);

@@ -76,7 +76,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build/dragoman --config configs/demo.ini --set "server.port=$PORT" >"$LOG" 2>&1 &
+build/dragoman --config configs/demo.ini --set "server.port=$PORT" --set "server.hls-dir=build/test-artifacts/hls-$PORT" >"$LOG" 2>&1 &
 SERVER_PID=$!
 healthy=
 for _ in $(seq 100); do # 20 s

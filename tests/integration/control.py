@@ -67,7 +67,8 @@ def main():
     log = open(os.path.join(ROOT, "build/test-artifacts/control-server.log"), "w")
     # every dragoman category at INFO and above: "the token is never logged" must mean something
     env = dict(os.environ, GST_DEBUG="dragoman-*:5", GST_DEBUG_NO_COLOR="1")
-    srv = subprocess.Popen([os.path.join(ROOT, "build/dragoman"), "--set", f"server.port={port}"], cwd=ROOT,
+    srv = subprocess.Popen([os.path.join(ROOT, "build/dragoman"), "--set", f"server.port={port}",
+                            "--set", f"server.hls-dir=build/test-artifacts/hls-{port}"], cwd=ROOT,
                            stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         for _ in range(100):
