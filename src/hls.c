@@ -422,7 +422,8 @@ dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const Drag
   g_object_set (h->select, "active-pad", h->slate_pad, NULL);
 
   GstElement *q = add (pipeline, "queue", NULL);
-  g_object_set (q, "max-size-time", (guint64) 2 * GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, NULL);
+  g_object_set (q, "max-size-time", (guint64) 2 * GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
+                2, NULL);
   gst_element_link (h->select, q);
   g_autoptr (GstPad) sel_src = gst_element_get_static_pad (h->select, "src");
   gst_pad_add_probe (sel_src, GST_PAD_PROBE_TYPE_BUFFER, on_video, h, NULL);
@@ -448,8 +449,12 @@ dragoman_hls_link_audio (DragomanHls *h, const char *lang, GstPad *pcm)
 {
   g_autofree char *name = g_strdup_printf ("audio-%s", lang);
   GstElement *q = add (h->pipeline, "queue", NULL);
-  /* AAC is not on the low-latency path: a roomy queue keeps it off the Opus thread */
-  g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, NULL);
+  /* AAC is not on the low-latency path: a roomy queue keeps it off the Opus thread,
+   * and a leaky one never blocks it: if HLS stalls (a muxer waiting for video
+   * splits), the channel's tee must not, or every listener of the channel would
+   * stall with it (seen: orig silent while its HLS sat at segment 1) */
+  g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
+                2 /* downstream: drop the oldest */, NULL);
   GstElement *conv = add (h->pipeline, "audioconvert", NULL);
   GstElement *enc = add (h->pipeline, "avenc_aac", NULL);
   g_object_set (enc, "bitrate", AAC_BITRATE, NULL);

@@ -98,8 +98,11 @@ link_floor (DragomanRoom *room, GstElement *channel_bin, const char *lang)
 {
   g_autofree char *qname = g_strdup_printf ("floor-queue-%s", lang);
   GstElement *q = add (room->pipeline, "queue", qname);
-  /* bounded: 200 ms of floor; it never fills unless an encoder stalls */
-  g_object_set (q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time", (guint64) 200 * GST_MSECOND, NULL);
+  /* bounded: 200 ms of floor; it fills only if this channel stalls, and then drops
+   * (leaky) rather than block the floor's tee: one stuck channel must not starve
+   * every other channel of its floor */
+  g_object_set (q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time", (guint64) 200 * GST_MSECOND, "leaky",
+                2, NULL);
   gst_element_link (room->floor_tee, q);
   gst_element_link_pads (q, "src", channel_bin, "floor");
 }

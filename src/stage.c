@@ -59,11 +59,12 @@ set_state (DragomanStage *s, gboolean live, const char *reason)
   g_free (s->reason);
   s->reason = g_strdup (reason);
   g_object_set (s->select, "active-pad", live ? s->stage_pad : s->silence_pad, NULL);
+  /* on stderr too: the operator's terminal is where a lost feed must show */
   if (live)
-    GST_WARNING ("room %s: stage is live (%s)", s->room->id, reason);
+    g_printerr ("room %s: stage is live (%s)\n", s->room->id, reason);
   else {
     s->losses++;
-    GST_WARNING ("ALERT room %s: stage lost (%s): floor on silence, interpreters continue", s->room->id, reason);
+    g_printerr ("room %s: stage lost (%s): floor on silence, interpreters continue\n", s->room->id, reason);
   }
   if (s->change_func)
     s->change_func (s->change_data, live);
