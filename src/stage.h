@@ -1,6 +1,6 @@
-/* stage — a room's stage input (test, SRT, file) and what happens when it fails.
+/* stage — a room's stage input (test, SRT) and what happens when it fails.
  *
- * The floor every channel mixes is never allowed to stop: an input-selector
+ * For a network stage the floor every channel mixes never stops: an input-selector
  * switches it to live silence when the stage has sent no audio for
  * DRAGOMAN_STAGE_LOST_MS, and back on the stage's next buffer; the interpreters
  * keep being heard throughout. The video (H.264, passed through) is handed on as
