@@ -47,6 +47,7 @@ struct _DragomanBooth {
 };
 
 static void broadcast_state (DragomanBooth *b);
+static gboolean activate_live_pad (gpointer data);
 
 DragomanBooth *
 dragoman_booth_new (const DragomanBoothConfig *config, DragomanChannel *channel, DragomanRoom *room)
@@ -123,6 +124,8 @@ dragoman_booth_set_on_air (DragomanBooth *b, gboolean on_air)
 {
   if (b->on_air == on_air)
     return;
+  if (on_air)
+    activate_live_pad (b);
   b->on_air = on_air;
   if (!on_air)
     b->cough = FALSE;
@@ -295,6 +298,15 @@ set_live (DragomanBooth *b, DragomanInterpreter *i)
   GST_INFO ("booth %s/%s: %s is live", b->config->room_id, b->config->lang, i ? i->name : "nobody");
 }
 
+static gboolean
+activate_live_pad (gpointer data)
+{
+  DragomanBooth *b = data;
+  if (b->live && b->live->voice_pad && b->selector)
+    g_object_set (b->selector, "active-pad", b->live->voice_pad, NULL);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_peer_json (gpointer owner, const char *json)
 {
@@ -426,8 +438,14 @@ dragoman_booth_leave (DragomanBooth *b, DragomanInterpreter *i)
     if (b->on_air)
       GST_WARNING ("ALERT booth %s/%s: live interpreter %s disconnected: back to the floor", b->config->room_id,
                    b->config->lang, i->name);
+    /* voice down now; switching the selector to the partner at once let a window of
+     * their microphone through the ramp (seen in a test) */
     b->on_air = FALSE;
-    set_live (b, b->interpreters->len ? b->interpreters->pdata[0] : NULL);
+    b->cough = FALSE;
+    apply (b);
+    /* the partner's pad becomes active when they go on air (their buffers carry
+     * older timestamps than the gain ramp's start, so even 50 ms later they leaked) */
+    b->live = b->interpreters->len ? b->interpreters->pdata[0] : NULL;
   }
   event (b, "interpreter-left", i->name, was_on_air ? "live" : NULL);
   interpreter_free (i);
