@@ -184,8 +184,11 @@ if lang == "orig":
 else:
     if t[lang] < 0.3 * n:
         problems.append(f"own ident in {t[lang]}/{n} windows, want >= 30%")
+# A mixed-up channel carries another booth's ident for seconds (tens of windows);
+# a single window is an interpreter's sibilant (8-10 kHz) passing for an ident
+# after Opus (seen: one 'en' window in ru and tr). Allow at most 2 windows (1 %).
 others = {k: v for k, v in t.items() if k not in (lang, "orig", "none") and v}
-if others:
+if sum(others.values()) > 2:
     problems.append(f"other channels' idents leaked in: {others}")
 if d["p95"] is None or d["p95"] > 200:
     problems.append(f"delivery delay p95 {d['p95']} ms > 200 ms")
