@@ -40,6 +40,8 @@ print_urls (DragomanServer *server)
                  c->port, rc->id, bc->lang, c->path);
     }
   }
+  if (c->admin_token)
+    g_print ("  AV crew: http://%s:%d/control (admin token in %s)\n", host, c->port, c->path);
   g_print ("  metrics: http://%s:%d/metrics   rooms: http://%s:%d/api/v1/rooms\n", host, c->port, host, c->port);
   g_print ("Press Ctrl-C to stop.\n");
 }
