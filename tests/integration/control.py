@@ -146,8 +146,10 @@ def main():
         lv = box["r"]["levels_db"]["orig"]
         check(r and r["ok"] and "t" in tl[:10] and "t" not in tl[-12:],
               "mute: the interpreter is silenced", f"timeline {tl}")
-        check(max(lv[-10:]) < max(lv[:5]) + 3, "mute: the floor stays ducked",
-              f"floor ident {max(lv[:5]):.1f} → {max(lv[-10:]):.1f} dBFS")
+        # the floor's ident reads about -48 dBFS un-ducked after Opus and -55..-66 ducked
+        # (under a voice Opus masks it further): "still ducked" = clearly below -48
+        check(max(lv[-10:]) < -52, "mute: the floor stays ducked",
+              f"floor ident {max(lv[:5]):.1f} → {max(lv[-10:]):.1f} dBFS (un-ducked it reads ~-48)")
 
         bad = act(ws, {"type": "force-floor", "room": "nope", "lang": "hy", "value": True, "id": 5})
         check(bad and not bad["ok"], "an action on an unknown room is refused", json.dumps(bad))
