@@ -25,6 +25,7 @@ struct _DragomanInterpreter {
   DragomanListener *ret_listener;
   char *listen; /* "floor" or a channel's language */
   GstPad *voice_pad;
+  gint *gate; /* 1 while live: owned by voice_pad's probe (freed with the pad) */
   DragomanBoothSendFunc send;
   DragomanBoothCloseFunc close;
   gpointer session;
@@ -286,14 +287,39 @@ broadcast_state (DragomanBooth *b)
   }
 }
 
+/* Only the live interpreter's buffers may reach the selector's output.
+ * input-selector picks another sink pad by itself when the active one is
+ * released (the live interpreter's connection died): without this gate the
+ * partner's microphone was on air for ~100 ms before the voice ramp closed
+ * (seen in booth.sh, 4 runs in 5).  So a pad is armed (gate open, active)
+ * only by set_live() or going on air, never by the selector itself. */
+static void
+arm (DragomanBooth *b, DragomanInterpreter *armed)
+{
+  for (guint k = 0; k < b->interpreters->len; k++) {
+    DragomanInterpreter *i = b->interpreters->pdata[k];
+    if (i->gate)
+      g_atomic_int_set (i->gate, i == armed);
+  }
+  if (armed && armed->voice_pad && b->selector)
+    g_object_set (b->selector, "active-pad", armed->voice_pad, NULL);
+}
+
+static GstPadProbeReturn
+gate_probe (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  (void) pad;
+  (void) info;
+  return g_atomic_int_get ((gint *) data) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+}
+
 /* make `i` live: its microphone becomes the booth's voice */
 static void
 set_live (DragomanBooth *b, DragomanInterpreter *i)
 {
   b->live = i;
   b->cough = FALSE;
-  if (i && i->voice_pad && b->selector)
-    g_object_set (b->selector, "active-pad", i->voice_pad, NULL);
+  arm (b, i);
   apply (b);
   GST_INFO ("booth %s/%s: %s is live", b->config->room_id, b->config->lang, i ? i->name : "nobody");
 }
@@ -302,8 +328,8 @@ static gboolean
 activate_live_pad (gpointer data)
 {
   DragomanBooth *b = data;
-  if (b->live && b->live->voice_pad && b->selector)
-    g_object_set (b->selector, "active-pad", b->live->voice_pad, NULL);
+  if (b->live)
+    arm (b, b->live);
   return G_SOURCE_REMOVE;
 }
 
@@ -320,6 +346,8 @@ on_peer_media (gpointer owner, GstPad *pad)
   DragomanInterpreter *i = owner;
   DragomanBooth *b = i->booth;
   g_set_object (&i->voice_pad, pad);
+  i->gate = g_new0 (gint, 1); /* closed until set_live() arms it */
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, gate_probe, i->gate, g_free);
   if (b->live == i)
     set_live (b, i);
   broadcast_state (b);
@@ -446,6 +474,7 @@ dragoman_booth_leave (DragomanBooth *b, DragomanInterpreter *i)
     /* the partner's pad becomes active when they go on air (their buffers carry
      * older timestamps than the gain ramp's start, so even 50 ms later they leaked) */
     b->live = b->interpreters->len ? b->interpreters->pdata[0] : NULL;
+    arm (b, NULL);
   }
   event (b, "interpreter-left", i->name, was_on_air ? "live" : NULL);
   interpreter_free (i);

@@ -12,7 +12,7 @@
 #   A  hy "Anna"  9000 Hz (hy ident)   2 on air, 4 listen ru, 7 listen floor,
 #                                       8 off air, 10 on air, 13 drop (dies)
 #   B  ru "Boris" 10000 Hz (ru ident)  1 on air ... 20 quit
-#   C  hy "Carla" 9500 Hz, joins ~3 s after A (second in the booth, not live),
+#   C  hy "Carla" 10500 Hz, joins ~3 s after A (second in the booth, not live),
 #                                       quits 20 s after its ICE connection
 #   D  hy "Dora"  joins ~4 s after A: the booth is full -> booth-full, 4409
 #
@@ -20,7 +20,9 @@
 #   - A, B, C sign in, ICE connects, A sends Opus; C sees two interpreters;
 #   - the hy listener hears A's 9000 Hz while the channel state says
 #     "interpretation", the floor (8000 Hz ident) while it says "floor", and
-#     never C's 9500 Hz (C is not live) nor B's 10000 Hz;
+#     never C's 10500 Hz (C is not live) nor B's 10000 Hz, not even in the
+#     window where A dies and input-selector falls over to C's pad by itself
+#     (it did, for ~100 ms, until booth.c gated every pad but the armed one);
 #   - A's return feed is the floor (8000 Hz), and the ru channel (B's 10000 Hz)
 #     while A listens to ru (relay); never A's own voice;
 #   - A drops without a close (process exit): the hy channel is back to the
@@ -110,7 +112,7 @@ build/boothpeer --url "$(booth workshop ru)" --token demo-ru-booth --name Boris 
 B_PID=$!
 PEER_PIDS+=("$B_PID")
 sleep 3
-build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Carla --freq 9500 --json \
+build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Carla --freq 10500 --json \
   --actions-from-ice --actions "20:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
 C_PID=$!
 PEER_PIDS+=("$C_PID")
@@ -235,7 +237,7 @@ if sum(1 for _, s in states if s == "interpretation") < 2:
     problems.append("want two 'interpretation' periods (A on air twice)")
 if t["hy"] < 50:
     problems.append(f"A's 9000 Hz heard in only {t['hy']} windows")
-for k, who in (("az", "Carla (not live)"), ("ru", "Boris (other booth)")):
+for k, who in (("tr", "Carla (not live)"), ("ru", "Boris (other booth)")):
     if t[k]:
         problems.append(f"{who}'s tone leaked into hy: {t[k]} windows")
 # The drop, on the probe's axis: window k holds audio from about
