@@ -2,6 +2,7 @@
 #   make demo   installs dependencies, builds, runs the demo conference (configs/demo.ini)
 #   make test   installs dependencies, builds, runs every test
 #   make bench  latency and fan-out benchmarks (see docs/performance.md)
+#   make certs  a self-signed TLS certificate for a LAN event (certs/)
 
 BUILD   ?= build
 CC      ?= gcc
@@ -20,7 +21,7 @@ CHECK_LIBS = $(shell pkg-config --libs gstreamer-check-1.0 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags gstreamer-check-1.0 2>/dev/null)
 
 # Debian packages: build, run and test. `make deps` runs apt only when one is missing.
-APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
+APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 openssl \
            libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
            gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x \
@@ -28,7 +29,7 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 \
            espeak-ng ffmpeg chromium icecast2
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps demo test check integration browser bench bench-smoke clean format media
+.PHONY: all deps demo test check integration browser bench bench-smoke clean format media certs
 all: $(BUILD)/dragoman $(BUILD)/wsprobe $(BUILD)/loadgen $(BUILD)/clickbench $(BUILD)/boothpeer media
 
 deps:
@@ -67,6 +68,10 @@ $(BUILD) $(BUILD)/obj $(BUILD)/check:
 media:
 	@tools/make-demo-media.sh $(BUILD)/media
 
+# a self-signed certificate for a LAN event: certs/dragoman.{crt,key} (CERT_HOSTS="name 10.0.0.5" adds more)
+certs:
+	@tools/make-certs.sh certs
+
 demo: deps all
 	$(BUILD)/dragoman --config configs/demo.ini
 
@@ -78,6 +83,7 @@ integration: all
 	tests/integration/booth.sh
 	python3 tests/integration/control.py
 	python3 tests/integration/stage.py
+	python3 tests/integration/tls.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

@@ -4,6 +4,9 @@
  * in "duck-db" at a live event would otherwise silently leave the floor loud. */
 #include "config.h"
 
+#include <glib/gstdio.h>
+#include <unistd.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +39,8 @@ dragoman_language_lookup (const char *code)
 }
 
 static const char *const server_keys[] = { "address", "port",        "web-root", "pipelines",
-                                           "media",   "admin-token", "hls-dir",  NULL };
+                                           "media",   "admin-token", "hls-dir",  "tls-cert",
+                                           "tls-key", "redirect-http", NULL };
 static const char *const webrtc_keys[] = { "stun-server", "turn-server", "ice-addresses", NULL };
 static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
 static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
@@ -320,6 +324,30 @@ parse (Parser *p, const char *const *overrides)
   c->hls_dir = get_string (p, g, "hls-dir", "build/hls");
   if (!get_int (p, g, "port", 8080, 1, 65535, &c->port))
     return NULL;
+  /* TLS: both files or neither; checked here so a typo is a config error naming the key,
+   * not lws's "cannot create context" after the pipelines have started */
+  c->tls_cert = get_string (p, g, "tls-cert", NULL);
+  c->tls_key = get_string (p, g, "tls-key", NULL);
+  if (c->tls_cert && !*c->tls_cert)
+    g_clear_pointer (&c->tls_cert, g_free);
+  if (c->tls_key && !*c->tls_key)
+    g_clear_pointer (&c->tls_key, g_free);
+  if (!c->tls_cert != !c->tls_key) {
+    fail (p, g, c->tls_cert ? "tls-key" : "tls-cert", "tls-cert and tls-key go together (make certs creates both)");
+    return NULL;
+  }
+  const char *tls_files[][2] = { { "tls-cert", c->tls_cert }, { "tls-key", c->tls_key } };
+  for (guint k = 0; k < G_N_ELEMENTS (tls_files); k++)
+    if (tls_files[k][1] && g_access (tls_files[k][1], R_OK) != 0) {
+      fail (p, g, tls_files[k][0], "cannot read %s: %s", tls_files[k][1], g_strerror (errno));
+      return NULL;
+    }
+  g_autofree char *redirect = get_string (p, g, "redirect-http", "true");
+  if (!g_str_equal (redirect, "true") && !g_str_equal (redirect, "false")) {
+    fail (p, g, "redirect-http", "'%s' is not true or false", redirect);
+    return NULL;
+  }
+  c->redirect_http = g_str_equal (redirect, "true");
 
   g = "listen";
   if (!check_keys (p, g, listen_keys))
@@ -470,6 +498,8 @@ dragoman_config_free (DragomanConfig *c)
   g_free (c->media_dir);
   g_free (c->hls_dir);
   g_free (c->admin_token);
+  g_free (c->tls_cert);
+  g_free (c->tls_key);
   g_free (c->stun_server);
   g_free (c->turn_server);
   g_strfreev (c->ice_addresses);

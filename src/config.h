@@ -56,6 +56,9 @@ typedef struct {
   int listen_hard_limit_ms;
   int max_listeners;
   char *admin_token;   /* the control page; NULL: no control page */
+  char *tls_cert;      /* PEM certificate (chain); NULL: plain HTTP */
+  char *tls_key;       /* PEM private key */
+  gboolean redirect_http; /* TLS: answer plain http:// on the same port with a redirect */
   char *stun_server;   /* webrtcbin's stun-server, e.g. stun://stun.example.org:3478 */
   char *turn_server;   /* turn(s)://user:pass@host:port */
   char **ice_addresses; /* local addresses ICE may use; empty: all */

@@ -309,10 +309,25 @@ dragoman_http_start (DragomanServer *server, GError **error)
   info.server_string = "dragoman";
   info.fd_limit_per_thread = 1 + (unsigned) server->config->max_listeners + 256;
   info.timeout_secs = 10;
+  if (server->config->tls_cert) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = server->config->tls_cert;
+    info.ssl_private_key_filepath = server->config->tls_key;
+    /* HTTP/1.1 only: over h2 a browser multiplexes every WebSocket of a page onto one
+     * TCP socket, and the fan-out's per-listener SO_SNDBUF and slow-listener limits
+     * (fanout.c) work per socket; lws 4.1's h2 also cut HEAD answers short (curl) */
+    info.alpn = "http/1.1";
+    /* someone typing http://host:port gets a redirect to https://host:port/, not a TLS
+     * alert they cannot read (lws redirects to the front page, without the path) */
+    if (server->config->redirect_http)
+      info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT | LWS_SERVER_OPTION_REDIRECT_HTTP_TO_HTTPS;
+  }
   server->lws = lws_create_context (&info);
   if (!server->lws) {
-    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot listen on %s:%d (in use? see the lines above)",
-                 server->config->address, server->config->port);
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot listen on %s:%d (%s; see the lines above)",
+                 server->config->address, server->config->port,
+                 server->config->tls_cert ? "port in use, or the TLS certificate and key do not load or match"
+                                          : "port in use?");
     return FALSE;
   }
   for (guint r = 0; r < server->rooms->len; r++) {

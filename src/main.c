@@ -26,23 +26,25 @@ print_urls (DragomanServer *server)
 {
   const DragomanConfig *c = server->config;
   const char *host = g_str_equal (c->address, "0.0.0.0") ? "127.0.0.1" : c->address;
+  const char *http = c->tls_cert ? "https" : "http";
   g_print ("dragoman %s: serving %u room(s) from %s\n", DRAGOMAN_VERSION, server->rooms->len, c->path);
   for (guint i = 0; i < server->rooms->len; i++) {
     const DragomanRoomConfig *rc = dragoman_room_get_config (server->rooms->pdata[i]);
-    g_print ("  room %-8s listen: http://%s:%d/?room=%s   (channels: orig", rc->id, host, c->port, rc->id);
+    g_print ("  room %-8s listen: %s://%s:%d/?room=%s   (channels: orig", rc->id, http, host, c->port, rc->id);
     for (guint j = 0; rc->langs[j]; j++)
       g_print (" %s", rc->langs[j]);
     g_print (")\n");
     for (guint j = 0; j < rc->booths->len; j++) {
       const DragomanBoothConfig *bc = rc->booths->pdata[j];
       if (g_str_equal (bc->source, "browser"))
-        g_print ("  room %-8s booth %s: http://%s:%d/booth?room=%s&booth=%s (token in %s)\n", rc->id, bc->lang, host,
+        g_print ("  room %-8s booth %s: %s://%s:%d/booth?room=%s&booth=%s (token in %s)\n", rc->id, bc->lang, http, host,
                  c->port, rc->id, bc->lang, c->path);
     }
   }
   if (c->admin_token)
-    g_print ("  AV crew: http://%s:%d/control (admin token in %s)\n", host, c->port, c->path);
-  g_print ("  metrics: http://%s:%d/metrics   rooms: http://%s:%d/api/v1/rooms\n", host, c->port, host, c->port);
+    g_print ("  AV crew: %s://%s:%d/control (admin token in %s)\n", http, host, c->port, c->path);
+  g_print ("  metrics: %s://%s:%d/metrics   rooms: %s://%s:%d/api/v1/rooms\n", http, host, c->port, http, host,
+           c->port);
   g_print ("Press Ctrl-C to stop.\n");
 }
 
@@ -115,13 +117,13 @@ main (int argc, char **argv)
     }
   }
   print_urls (&server);
-  for (guint i = 0; i < server.config->rooms->len; i++) {
+  for (guint i = 0; !server.config->tls_cert && i < server.config->rooms->len; i++) {
     const DragomanRoomConfig *rc = server.config->rooms->pdata[i];
     for (guint j = 0; j < rc->booths->len; j++)
       if (g_str_equal (((DragomanBoothConfig *) rc->booths->pdata[j])->source, "browser")) {
         g_printerr ("dragoman: warning: serving plain HTTP: browsers give the booth page a microphone only on "
-                    "https:// or localhost, so remote interpreters need TLS in front of dragoman "
-                    "(see docs/deploy.md)\n");
+                    "https:// or localhost, so remote interpreters need TLS: set [server] tls-cert and tls-key "
+                    "(make certs) or put a TLS proxy in front (see docs/deploy.md)\n");
         i = server.config->rooms->len - 1;
         break;
       }

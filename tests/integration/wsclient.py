@@ -7,8 +7,10 @@ import base64, json, os, socket, struct, time
 
 
 class WebSocket:
-    def __init__(self, port, path, host="127.0.0.1"):
+    def __init__(self, port, path, host="127.0.0.1", ssl_context=None, server_hostname=None):
         self.sock = socket.create_connection((host, port), timeout=5)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname or host)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
