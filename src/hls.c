@@ -1,8 +1,8 @@
 /* hls — see the header.
  *
- *  stage H.264 ─┐                                        ┌ splitmuxsink video (mpegtsmux) → v-N.ts
- *  slate H.264 ─┴ input-selector ─ keyframe probe ─ queue┘      ▲ split-at-running-time
- *  channel PCM ─ queue ─ avenc_aac ─ aacparse ─ splitmuxsink (mpegtsmux) → a-LANG-N.ts
+ *  program video tee ─ leaky queue ─ split probe ─ splitmuxsink video (mpegtsmux) → video-N.ts
+ *                                        ▼ split-at-running-time on every rendition
+ *  program aac-LANG tee ─ leaky queue ─ splitmuxsink (mpegtsmux) → audio-LANG-N.ts
  *
  * Splits: at the first video keyframe at least segment-seconds after the last
  * split (the encoder's keyframe interval should equal the segment length), and at
@@ -21,7 +21,6 @@
 GST_DEBUG_CATEGORY_STATIC (hls_debug);
 #define GST_CAT_DEFAULT hls_debug
 
-#define AAC_BITRATE 64000 /* speech and the floor's music, stereo-free: transparent enough */
 
 typedef struct {
   guint id;
@@ -46,8 +45,9 @@ typedef struct {
 
 struct _DragomanHls {
   const DragomanRoomConfig *room;
-  GstElement *pipeline, *select;
-  GstPad *stage_pad, *slate_pad;
+  DragomanProgram *program;
+  GstElement *pipeline;
+  GstPad *video_pad; /* our branch of the program's video tee */
   char *dir;
   int lock_fd;
   GPtrArray *renditions; /* Rendition*; [0] is the video */
@@ -56,9 +56,8 @@ struct _DragomanHls {
   int width, height;
   /* split driving: written by the keyframe probe's thread, under lock */
   GMutex lock;
-  GstClockTime last_split, start_rt, last_out_rt;
+  GstClockTime last_split, start_rt;
   gboolean switched;
-  gboolean need_keyframe;
 };
 
 static void
@@ -129,7 +128,7 @@ write_master (DragomanHls *h)
   }
   /* BANDWIDTH: the peak of video + one audio; the stage encoder's rate is not
    * known until it streams, so assume a 4 Mbit/s conference feed until then */
-  g_string_append_printf (s, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s,mp4a.40.2\"", 4000000 + AAC_BITRATE,
+  g_string_append_printf (s, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s,mp4a.40.2\"", 4000000 + DRAGOMAN_AAC_BITRATE,
                           h->video_codecs ? h->video_codecs : "avc1.64001f");
   if (h->width)
     g_string_append_printf (s, ",RESOLUTION=%dx%d", h->width, h->height);
@@ -143,8 +142,7 @@ write_master (DragomanHls *h)
 static void
 update_video_info (DragomanHls *h)
 {
-  g_autoptr (GstPad) src = gst_element_get_static_pad (h->select, "src");
-  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (src);
+  g_autoptr (GstCaps) caps = gst_pad_get_current_caps (h->video_pad);
   if (!caps)
     return;
   int w = 0, hh = 0;
@@ -259,17 +257,9 @@ on_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
     return GST_PAD_PROBE_DROP;
   gboolean key = !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
 
+  /* the program's keyframe gate has already made the video step forward only, and
+   * start on a keyframe after each switch */
   g_mutex_lock (&h->lock);
-  /* After a switch (slate <-> stage) the new source's frames may be stamped before
-   * the last one sent (its encoder runs later: seen ~1 s), and it starts mid-GOP:
-   * the muxer fails on a step back, a player on a GOP without its keyframe. Pass
-   * nothing until a keyframe later than everything sent so far. */
-  if ((GST_CLOCK_TIME_IS_VALID (h->last_out_rt) && rt <= h->last_out_rt) || (h->need_keyframe && !key)) {
-    g_mutex_unlock (&h->lock);
-    return GST_PAD_PROBE_DROP;
-  }
-  h->need_keyframe = FALSE;
-  h->last_out_rt = rt;
   gboolean split = FALSE;
   if (key) {
     /* the first keyframe opens the first fragments by itself (a split there would lie
@@ -292,25 +282,6 @@ on_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
     for (guint i = 0; i < h->renditions->len; i++)
       g_signal_emit_by_name (((Rendition *) h->renditions->pdata[i])->sink, "split-at-running-time", rt);
   }
-  return GST_PAD_PROBE_OK;
-}
-
-/* An encoder's priming can stamp the very first AAC frame before the segment's
- * start (running time < 0): splitmuxsink then fails the whole rendition with
- * "Timestamping error" (seen on orig, whose floor starts at running time ~0).
- * Such a frame is useless to a player anyway. */
-static GstPadProbeReturn
-drop_before_start (GstPad *pad, GstPadProbeInfo *info, gpointer data)
-{
-  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
-  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
-  const GstSegment *seg = NULL;
-  if (!buf || !ev)
-    return GST_PAD_PROBE_OK;
-  gst_event_parse_segment (ev, &seg);
-  if (!GST_BUFFER_PTS_IS_VALID (buf) ||
-      !GST_CLOCK_TIME_IS_VALID (gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf))))
-    return GST_PAD_PROBE_DROP;
   return GST_PAD_PROBE_OK;
 }
 
@@ -350,7 +321,8 @@ add_rendition (DragomanHls *h, const char *name, const char *lang)
 }
 
 DragomanHls *
-dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const DragomanRoomConfig *room, GError **error)
+dragoman_hls_new (GstElement *pipeline, DragomanProgram *program, const DragomanConfig *config,
+                  const DragomanRoomConfig *room, GError **error)
 {
   if (!hls_debug)
     GST_DEBUG_CATEGORY_INIT (hls_debug, "dragoman-hls", 0, "dragoman HLS");
@@ -380,109 +352,60 @@ dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const Drag
 
   DragomanHls *h = g_new0 (DragomanHls, 1);
   h->room = room;
+  h->program = program;
   h->pipeline = pipeline;
   h->dir = g_steal_pointer (&dir);
   h->lock_fd = lock_fd;
   h->renditions = g_ptr_array_new ();
   h->last_split = GST_CLOCK_TIME_NONE;
-  h->last_out_rt = GST_CLOCK_TIME_NONE;
   g_mutex_init (&h->lock);
 
-  /* the slate: what viewers see while the stage is lost. 5 fps at 640x360 costs
-   * next to nothing to encode, keyframes every second for quick joins */
-  GstElement *slate = add (pipeline, "videotestsrc", "hls-slate");
-  g_object_set (slate, "is-live", TRUE, "pattern", 2 /* black */, NULL);
-  GstElement *scaps = add (pipeline, "capsfilter", NULL);
-  g_autoptr (GstCaps) sc = gst_caps_from_string ("video/x-raw,width=640,height=360,framerate=5/1");
-  g_object_set (scaps, "caps", sc, NULL);
-  GstElement *text = add (pipeline, "textoverlay", NULL);
-  g_object_set (text, "text", "The stream will resume shortly", "valignment", 4 /* center */, "halignment", 1,
-                "font-desc", "Sans 24", NULL);
-  GstElement *conv = add (pipeline, "videoconvert", NULL);
-  GstElement *i420 = add (pipeline, "capsfilter", NULL);
-  /* 4:2:0 8-bit: what every browser decodes (x264 picks 4:4:4 when left alone) */
-  g_autoptr (GstCaps) ic = gst_caps_from_string ("video/x-raw,format=I420");
-  g_object_set (i420, "caps", ic, NULL);
-  GstElement *enc = add (pipeline, "x264enc", NULL);
-  gst_util_set_object_arg (G_OBJECT (enc), "tune", "zerolatency");
-  gst_util_set_object_arg (G_OBJECT (enc), "speed-preset", "ultrafast");
-  g_object_set (enc, "key-int-max", 5, "bitrate", 200, NULL);
-  GstElement *parse = add (pipeline, "h264parse", NULL);
-  g_object_set (parse, "config-interval", -1, NULL);
-  GstElement *pcaps = add (pipeline, "capsfilter", NULL);
-  g_autoptr (GstCaps) hc = gst_caps_from_string ("video/x-h264,stream-format=byte-stream,alignment=au");
-  g_object_set (pcaps, "caps", hc, NULL);
-  gst_element_link_many (slate, scaps, text, conv, i420, enc, parse, pcaps, NULL);
-
-  h->select = add (pipeline, "input-selector", "hls-video-select");
-  g_object_set (h->select, "sync-streams", FALSE, NULL);
-  h->slate_pad = gst_element_request_pad_simple (h->select, "sink_%u");
-  g_autoptr (GstPad) psrc = gst_element_get_static_pad (pcaps, "src");
-  gst_pad_link (psrc, h->slate_pad);
-  g_object_set (h->select, "active-pad", h->slate_pad, NULL);
-
   GstElement *q = add (pipeline, "queue", NULL);
+  /* leaky: a stalled HLS writer drops its own oldest video, never blocks the program */
   g_object_set (q, "max-size-time", (guint64) 2 * GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
                 2, NULL);
-  gst_element_link (h->select, q);
-  g_autoptr (GstPad) sel_src = gst_element_get_static_pad (h->select, "src");
-  gst_pad_add_probe (sel_src, GST_PAD_PROBE_TYPE_BUFFER, on_video, h, NULL);
+  h->video_pad = gst_element_request_pad_simple (dragoman_program_get_video_tee (program), "src_%u");
+  g_autoptr (GstPad) qsink = gst_element_get_static_pad (q, "sink");
+  gst_pad_link (h->video_pad, qsink);
+  g_autoptr (GstPad) qsrc = gst_element_get_static_pad (q, "src");
+  gst_pad_add_probe (qsrc, GST_PAD_PROBE_TYPE_BUFFER, on_video, h, NULL);
   Rendition *v = add_rendition (h, "video", NULL);
   g_autoptr (GstPad) vsink = gst_element_request_pad_simple (v->sink, "video");
-  g_autoptr (GstPad) qsrc = gst_element_get_static_pad (q, "src");
   gst_pad_link (qsrc, vsink);
   write_master (h);
   return h;
 }
 
 void
-dragoman_hls_link_video (DragomanHls *h, GstPad *h264)
-{
-  if (!h264)
-    return;
-  h->stage_pad = gst_element_request_pad_simple (h->select, "sink_%u");
-  gst_pad_link (h264, h->stage_pad);
-}
-
-void
-dragoman_hls_link_audio (DragomanHls *h, const char *lang, GstPad *pcm)
+dragoman_hls_link_audio (DragomanHls *h, const char *lang)
 {
   g_autofree char *name = g_strdup_printf ("audio-%s", lang);
   GstElement *q = add (h->pipeline, "queue", NULL);
-  /* AAC is not on the low-latency path: a roomy queue keeps it off the Opus thread,
-   * and a leaky one never blocks it: if HLS stalls (a muxer waiting for video
-   * splits), the channel's tee must not, or every listener of the channel would
-   * stall with it (seen: orig silent while its HLS sat at segment 1) */
+  /* leaky: if HLS stalls (a muxer waiting for video splits) it drops its own oldest
+   * audio; the program's tee, and every other output, go on */
   g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
                 2 /* downstream: drop the oldest */, NULL);
-  GstElement *conv = add (h->pipeline, "audioconvert", NULL);
-  GstElement *enc = add (h->pipeline, "avenc_aac", NULL);
-  g_object_set (enc, "bitrate", AAC_BITRATE, NULL);
-  GstElement *parse = add (h->pipeline, "aacparse", NULL);
-  gst_element_link_many (q, conv, enc, parse, NULL);
+  g_autoptr (GstPad) tpad = gst_element_request_pad_simple (dragoman_program_get_audio_tee (h->program, lang), "src_%u");
   g_autoptr (GstPad) qsink = gst_element_get_static_pad (q, "sink");
-  gst_pad_link (pcm, qsink);
+  gst_pad_link (tpad, qsink);
   Rendition *r = add_rendition (h, name, lang);
   g_autoptr (GstPad) asink = gst_element_request_pad_simple (r->sink, "audio_%u");
-  g_autoptr (GstPad) psrc = gst_element_get_static_pad (parse, "src");
-  gst_pad_add_probe (psrc, GST_PAD_PROBE_TYPE_BUFFER, drop_before_start, NULL, NULL);
-  gst_pad_link (psrc, asink);
+  g_autoptr (GstPad) qsrc = gst_element_get_static_pad (q, "src");
+  gst_pad_link (qsrc, asink);
   write_master (h);
 }
 
 void
 dragoman_hls_set_stage_live (DragomanHls *h, gboolean live)
 {
-  if (!h->stage_pad)
+  if (!h)
     return;
   g_mutex_lock (&h->lock);
   h->switched = TRUE;
-  h->need_keyframe = TRUE;
   g_mutex_unlock (&h->lock);
-  g_object_set (h->select, "active-pad", live ? h->stage_pad : h->slate_pad, NULL);
   for (guint i = 0; i < h->renditions->len; i++)
     ((Rendition *) h->renditions->pdata[i])->pending_discont = TRUE;
-  GST_INFO ("room %s: HLS video now %s", h->room->id, live ? "the stage" : "the slate");
+  GST_INFO ("room %s: HLS marks a discontinuity (%s)", h->room->id, live ? "the stage" : "the slate");
 }
 
 const char *
@@ -518,8 +441,7 @@ dragoman_hls_free (DragomanHls *h)
     g_free (r);
   }
   g_ptr_array_unref (h->renditions);
-  g_clear_object (&h->stage_pad);
-  g_clear_object (&h->slate_pad);
+  g_clear_object (&h->video_pad);
   g_mutex_clear (&h->lock);
   g_free (h->master);
   g_free (h->video_codecs);

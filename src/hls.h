@@ -1,5 +1,6 @@
-/* hls — a room's HLS: one video rendition (the stage's H.264, passed through, or a
- * slate while the stage is lost) and one AAC audio rendition per channel.
+/* hls — a room's HLS: one video rendition (the program's video: the stage's H.264,
+ * passed through, or a slate while the stage is lost) and one AAC audio rendition
+ * per channel, all from the program's tees (program.h: encoded once).
  *
  * GStreamer's hlssink2 writes only media playlists without PROGRAM-DATE-TIME and
  * its audio-only sinks drift ~16 ms a segment (DESIGN.md), so we run one
@@ -10,18 +11,18 @@
  * the keyframe probe (streaming thread), which only emits the split signals. */
 #pragma once
 #include "config.h"
+#include "program.h"
 
 #include <gst/gst.h>
 
 typedef struct _DragomanHls DragomanHls;
 
-DragomanHls *dragoman_hls_new (GstElement *pipeline, const DragomanConfig *config, const DragomanRoomConfig *room,
-                               GError **error);
+DragomanHls *dragoman_hls_new (GstElement *pipeline, DragomanProgram *program, const DragomanConfig *config,
+                               const DragomanRoomConfig *room, GError **error);
 void dragoman_hls_free (DragomanHls *hls);
-/* link the stage's H.264 (may be NULL: a slate only) and each channel's PCM */
-void dragoman_hls_link_video (DragomanHls *hls, GstPad *h264);
-void dragoman_hls_link_audio (DragomanHls *hls, const char *lang, GstPad *pcm);
-/* the stage went live or was lost: switch video and mark a discontinuity */
+/* a rendition for the channel `lang`, from the program's AAC tee */
+void dragoman_hls_link_audio (DragomanHls *hls, const char *lang);
+/* the stage went live or was lost: mark a discontinuity (the program switches) */
 void dragoman_hls_set_stage_live (DragomanHls *hls, gboolean live);
 /* a playlist by file name ("master.m3u8", "video.m3u8", "audio-hy.m3u8"), or NULL */
 const char *dragoman_hls_get_playlist (DragomanHls *hls, const char *name);

@@ -1,7 +1,8 @@
 /* room — the pipeline of one room:
  *
  *   stage bin ─audio─ convert/resample S16 48k mono ─ tee "floor" ─┬─ queue ─ channel orig ─ opus → fanout
- *            └video─ (HLS, recordings: not yet) fakesink          ├─ queue ─ channel en ─┐
+ *            └video─ program (H.264 + AAC per channel) → HLS,     ├─ queue ─ channel en ─┐
+ *                    recordings, restreams                        │                       │
  *   booth bin en ─ convert/resample ───────────────────────────────┼───────────────────────┘ (voice)
  *   ...                                                            └─ ... one per language
  *
@@ -10,6 +11,7 @@
 #include "room.h"
 
 #include "hls.h"
+#include "program.h"
 #include "source.h"
 #include "stage.h"
 
@@ -30,7 +32,8 @@ struct _DragomanRoom {
   gboolean playing;
   GHashTable *levels; /* "floor", "channel:hy", "booth:hy" → DragomanLevel; main thread */
   DragomanStage *stage;
-  DragomanHls *hls; /* NULL: HLS off */
+  DragomanProgram *program; /* NULL: no output needs video or AAC */
+  DragomanHls *hls;         /* NULL: HLS off */
 };
 
 static GstElement *
@@ -139,6 +142,7 @@ static void
 on_stage_change (gpointer data, gboolean live)
 {
   DragomanRoom *room = data;
+  dragoman_program_set_stage_live (room->program, live);
   dragoman_hls_set_stage_live (room->hls, live);
 }
 
@@ -209,12 +213,8 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   gst_element_link (floor, room->floor_tee);
   GstPad *stage_video = dragoman_stage_get_video (room->stage);
   if (rc->hls) {
-    room->hls = dragoman_hls_new (room->pipeline, config, rc, error);
-    if (!room->hls) {
-      dragoman_room_free (room);
-      return NULL;
-    }
-    dragoman_hls_link_video (room->hls, stage_video);
+    room->program = dragoman_program_new (room->pipeline, rc);
+    dragoman_program_link_video (room->program, stage_video);
     dragoman_stage_set_change_func (room->stage, on_stage_change, room);
   } else if (stage_video) {
     GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
@@ -240,9 +240,9 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     GstElement *cbin = dragoman_channel_get_bin (ch);
     gst_bin_add (GST_BIN (room->pipeline), cbin);
     link_floor (room, cbin, lang);
-    if (room->hls) {
+    if (room->program) {
       g_autoptr (GstPad) pcm = dragoman_channel_get_pcm_pad (ch);
-      dragoman_hls_link_audio (room->hls, lang, pcm);
+      dragoman_program_link_audio (room->program, lang, pcm);
     }
     if (!bc)
       continue;
@@ -263,6 +263,16 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     DragomanBooth *booth = dragoman_booth_new (bc, ch, room);
     dragoman_booth_set_source (booth, bbin);
     g_ptr_array_add (room->booths, booth);
+  }
+
+  if (rc->hls) {
+    room->hls = dragoman_hls_new (room->pipeline, room->program, config, rc, error);
+    if (!room->hls) {
+      dragoman_room_free (room);
+      return NULL;
+    }
+    for (guint i = 0; i < room->channels->len; i++)
+      dragoman_hls_link_audio (room->hls, dragoman_channel_get_lang (room->channels->pdata[i]));
   }
 
   g_autoptr (GstBus) bus = gst_pipeline_get_bus (GST_PIPELINE (room->pipeline));
@@ -294,6 +304,7 @@ dragoman_room_free (DragomanRoom *room)
   g_ptr_array_unref (room->booths);
   dragoman_stage_free (room->stage);
   dragoman_hls_free (room->hls);
+  dragoman_program_free (room->program);
   gst_object_unref (room->pipeline);
   g_ptr_array_unref (room->channels);
   g_ptr_array_unref (room->fanouts);
