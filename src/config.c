@@ -125,6 +125,16 @@ get_double (Parser *p, const char *group, const char *key, double def, double mi
   return TRUE;
 }
 
+static gboolean
+get_bool (Parser *p, const char *group, const char *key, gboolean def, gboolean *out)
+{
+  g_autofree char *s = get_string (p, group, key, def ? "true" : "false");
+  if (!g_str_equal (s, "true") && !g_str_equal (s, "false"))
+    return fail (p, group, key, "'%s' is not true or false", s);
+  *out = g_str_equal (s, "true");
+  return TRUE;
+}
+
 static GHashTable *
 group_vars (Parser *p, const char *group)
 {
@@ -157,7 +167,77 @@ room_free (gpointer data)
   g_clear_pointer (&r->stage_vars, g_hash_table_unref);
   g_strfreev (r->langs);
   g_ptr_array_unref (r->booths);
+  if (r->record)
+    g_free (r->record->dir);
+  g_free (r->record);
   g_free (r);
+}
+
+static void
+restream_free (gpointer data)
+{
+  DragomanRestreamConfig *r = data;
+  g_free (r->name);
+  g_free (r->room_id);
+  g_free (r->lang);
+  g_free (r->url);
+  g_free (r->key);
+  g_free (r);
+}
+
+static const char *const record_keys[] = { "dir", "split-minutes", "autostart", "audio-only", NULL };
+static const char *const restream_keys[] = { "room", "lang", "url", "key", "autostart", NULL };
+
+static gboolean
+parse_record (Parser *p, DragomanConfig *c, const char *group, const char *id)
+{
+  DragomanRoomConfig *r = (DragomanRoomConfig *) dragoman_config_find_room (c, id);
+  if (!r)
+    return fail (p, group, NULL, "no [room %s] to record", id);
+  if (!check_keys (p, group, record_keys))
+    return FALSE;
+  DragomanRecordConfig *rec = r->record = g_new0 (DragomanRecordConfig, 1);
+  rec->dir = get_string (p, group, "dir", "recordings");
+  /* an hour: a file per session or so, and what a crash can cost at most is
+   * bounded by the muxer's clusters (seconds), not by this */
+  return get_int (p, group, "split-minutes", 60, 1, 24 * 60, &rec->split_minutes) &&
+         get_bool (p, group, "autostart", FALSE, &rec->autostart) &&
+         get_bool (p, group, "audio-only", FALSE, &rec->audio_only);
+}
+
+static gboolean
+parse_restream (Parser *p, DragomanConfig *c, const char *group, const char *name)
+{
+  if (!dragoman_config_valid_id (name))
+    return fail (p, group, NULL, "restream name '%s' must be 1-32 letters, digits, '-' or '_'", name);
+  if (!check_keys (p, group, restream_keys))
+    return FALSE;
+  DragomanRestreamConfig *rs = g_new0 (DragomanRestreamConfig, 1);
+  g_ptr_array_add (c->restreams, rs);
+  rs->name = g_strdup (name);
+  rs->room_id = get_string (p, group, "room", NULL);
+  const DragomanRoomConfig *r = rs->room_id ? dragoman_config_find_room (c, rs->room_id) : NULL;
+  if (!r)
+    return fail (p, group, "room", rs->room_id ? "unknown room '%s'" : "missing: which room to restream%s",
+                 rs->room_id ? rs->room_id : "");
+  rs->lang = get_string (p, group, "lang", "orig");
+  if (!g_str_equal (rs->lang, "orig") && !g_strv_contains ((const char *const *) r->langs, rs->lang))
+    return fail (p, group, "lang", "'%s' is not orig nor in [room %s] languages", rs->lang, r->id);
+  rs->url = get_string (p, group, "url", NULL);
+  if (!rs->url || !(g_str_has_prefix (rs->url, "rtmp://") || g_str_has_prefix (rs->url, "rtmps://") ||
+                    g_str_has_prefix (rs->url, "srt://")))
+    return fail (p, group, "url", "must be rtmp://, rtmps:// or srt://HOST:PORT");
+  rs->key = get_string (p, group, "key", NULL);
+  if (rs->key && !*rs->key)
+    g_clear_pointer (&rs->key, g_free);
+  if (g_str_has_prefix (rs->url, "rtmp") && !rs->key)
+    return fail (p, group, "key", "an RTMP restream needs the platform's stream key");
+  if (g_str_has_prefix (rs->url, "srt://") && rs->key)
+    return fail (p, group, "key", "an SRT output takes no key (a passphrase goes in the url)");
+  for (guint i = 0; i + 1 < c->restreams->len; i++)
+    if (g_str_equal (((DragomanRestreamConfig *) c->restreams->pdata[i])->name, name))
+      return fail (p, group, NULL, "duplicate restream '%s'", name);
+  return get_bool (p, group, "autostart", FALSE, &rs->autostart);
 }
 
 static void
@@ -313,6 +393,7 @@ parse (Parser *p, const char *const *overrides)
   g_autoptr (DragomanConfig) c = g_new0 (DragomanConfig, 1);
   c->path = g_strdup (p->path);
   c->rooms = g_ptr_array_new_with_free_func (room_free);
+  c->restreams = g_ptr_array_new_with_free_func (restream_free);
 
   const char *g = "server";
   if (!check_keys (p, g, server_keys))
@@ -391,6 +472,12 @@ parse (Parser *p, const char *const *overrides)
       continue;
     if (g_str_has_prefix (grp, "booth ")) {
       if (!parse_booth (p, c, grp, grp + 6))
+        return NULL;
+    } else if (g_str_has_prefix (grp, "record ")) {
+      if (!parse_record (p, c, grp, grp + 7))
+        return NULL;
+    } else if (g_str_has_prefix (grp, "restream ")) {
+      if (!parse_restream (p, c, grp, grp + 9))
         return NULL;
     } else if (g_str_has_prefix (grp, "stage ")) {
       if (!dragoman_config_find_room (c, grp + 6)) {
@@ -504,5 +591,6 @@ dragoman_config_free (DragomanConfig *c)
   g_free (c->turn_server);
   g_strfreev (c->ice_addresses);
   g_clear_pointer (&c->rooms, g_ptr_array_unref);
+  g_clear_pointer (&c->restreams, g_ptr_array_unref);
   g_free (c);
 }

@@ -28,6 +28,22 @@ typedef struct {
 } DragomanBoothConfig;
 
 typedef struct {
+  char *dir;           /* recordings/ROOM-DATE-NNN.mkv */
+  int split_minutes;   /* a new file every this often (at a keyframe) */
+  gboolean autostart;  /* with the server, or from the control page */
+  gboolean audio_only; /* also one audio-only file per channel (the proceedings) */
+} DragomanRecordConfig;
+
+typedef struct {
+  char *name;
+  char *room_id;
+  char *lang;   /* the channel whose AAC goes with the video ("orig" or a language) */
+  char *url;    /* rtmp://, rtmps:// (key appended) or srt:// (caller) */
+  char *key;    /* the platform's stream key: never logged or shown in full */
+  gboolean autostart;
+} DragomanRestreamConfig;
+
+typedef struct {
   char *id;
   char *title;
   char *floor_lang;  /* language spoken on the floor (tags orig) */
@@ -41,6 +57,7 @@ typedef struct {
   int hls_segment_seconds;
   int hls_window;    /* segments in a media playlist */
   GPtrArray *booths; /* DragomanBoothConfig* */
+  DragomanRecordConfig *record; /* NULL: no [record ROOM] */
 } DragomanRoomConfig;
 
 typedef struct {
@@ -63,6 +80,7 @@ typedef struct {
   char *turn_server;   /* turn(s)://user:pass@host:port */
   char **ice_addresses; /* local addresses ICE may use; empty: all */
   GPtrArray *rooms; /* DragomanRoomConfig* */
+  GPtrArray *restreams; /* DragomanRestreamConfig* */
 } DragomanConfig;
 
 const DragomanLanguage *dragoman_language_lookup (const char *code);

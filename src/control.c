@@ -15,6 +15,7 @@ GST_DEBUG_CATEGORY_STATIC (control_debug);
 #define DROPS_HOLD_S 10
 #define LEFT_HOLD_S 60
 #define SLOW_DOWN_HOLD_S 30
+#define RESTREAM_GRACE_S 10 /* an RTMP handshake takes < 1 s; 10 s of "connecting" is down */
 
 typedef struct {
   char *id, *kind, *room, *lang, *message;
@@ -272,6 +273,32 @@ evaluate_alerts (DragomanControl *c)
       raise_alert (c, "stage-lost", rc->id, NULL, 0, "stage lost: %s", dragoman_stage_get_reason (stage));
     else
       clear_alert (c, "stage-lost", rc->id, NULL);
+    GPtrArray *outputs = dragoman_room_get_outputs (room);
+    for (guint k = 0; k < outputs->len; k++) {
+      DragomanOutput *o = outputs->pdata[k];
+      DragomanOutputStats os;
+      dragoman_output_get_stats (o, &os);
+      const char *name = dragoman_output_get_name (o);
+      if (g_str_equal (dragoman_output_get_kind (o), "recording")) {
+        if (os.state == DRAGOMAN_OUTPUT_FAILED)
+          raise_alert (c, "recording-failed", rc->id, NULL, 0, "recording of %s failed: %s", rc->id,
+                       os.error ? os.error : "?");
+        else
+          clear_alert (c, "recording-failed", rc->id, NULL);
+        continue;
+      }
+      /* a restream the crew wants that is not on the platform: retrying, or still
+       * connecting after RESTREAM_GRACE_S */
+      gboolean down = dragoman_output_is_wanted (o) &&
+                      (os.state == DRAGOMAN_OUTPUT_RETRYING || os.state == DRAGOMAN_OUTPUT_FAILED ||
+                       (os.state == DRAGOMAN_OUTPUT_STARTING &&
+                        g_get_real_time () - os.since_us > RESTREAM_GRACE_S * G_USEC_PER_SEC));
+      if (down)
+        raise_alert (c, "restream-down", rc->id, name, 0, "restream %s is down: %s", name,
+                     os.error ? os.error : "not connected yet");
+      else
+        clear_alert (c, "restream-down", rc->id, name);
+    }
     for (guint k = 0; k < dragoman_room_n_channels (room); k++) {
       DragomanChannel *ch = dragoman_room_get_channel (room, k);
       const char *lang = dragoman_channel_get_lang (ch);
@@ -396,6 +423,12 @@ build_state (DragomanControl *c, JsonBuilder *j)
       json_builder_end_object (j);
     }
     json_builder_end_array (j);
+    json_builder_set_member_name (j, "outputs");
+    json_builder_begin_array (j);
+    GPtrArray *outputs = dragoman_room_get_outputs (room);
+    for (guint k = 0; k < outputs->len; k++)
+      dragoman_output_add_json (outputs->pdata[k], j);
+    json_builder_end_array (j);
     json_builder_end_object (j);
   }
   json_builder_end_array (j);
@@ -426,6 +459,14 @@ on_state_timer (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static void
+on_output_change (DragomanOutput *o, gpointer data)
+{
+  DragomanControl *c = data;
+  evaluate_alerts (c);
+  broadcast_state (c);
+}
+
 /* ---- public ------------------------------------------------------------- */
 
 DragomanControl *
@@ -442,6 +483,9 @@ dragoman_control_new (DragomanServer *server)
   for (guint r = 0; r < server->rooms->len; r++) {
     DragomanRoom *room = server->rooms->pdata[r];
     const DragomanRoomConfig *rc = dragoman_room_get_config (room);
+    GPtrArray *outputs = dragoman_room_get_outputs (room);
+    for (guint k = 0; k < outputs->len; k++)
+      dragoman_output_set_change_func (outputs->pdata[k], on_output_change, c);
     for (guint k = 0; rc->langs[k]; k++) {
       DragomanBooth *b = dragoman_room_find_booth (room, rc->langs[k]);
       if (b)
@@ -563,6 +607,26 @@ dragoman_control_handle (DragomanControl *c, DragomanCrewMember *m, JsonObject *
     const char *who = json_object_get_string_member_with_default (msg, "interpreter", "");
     if (!booth || !dragoman_booth_kick (booth, who, m->name))
       error = "no such interpreter in that booth";
+  } else if (g_str_equal (type, "record") || g_str_equal (type, "restream")) {
+    gboolean rec = g_str_equal (type, "record");
+    const char *name = rec ? "record" : json_object_get_string_member_with_default (msg, "name", "");
+    DragomanOutput *o = dragoman_config_valid_id (name) ? dragoman_room_find_output (room, name) : NULL;
+    g_autoptr (GError) err = NULL;
+    if (!o || rec != g_str_equal (dragoman_output_get_kind (o), "recording"))
+      error = rec ? "this room has no [record] group" : "no such restream in this room";
+    else if (value && !dragoman_output_start (o, &err))
+      error = err->message; /* result() copies it before err goes */
+    else if (!value)
+      dragoman_output_stop (o);
+    if (!error)
+      GST_WARNING ("control: %s %s %s %s in room %s", m->name, value ? "started" : "stopped",
+                   dragoman_output_get_kind (o), name, room_id);
+    if (error) {
+      GST_INFO ("control: %s's %s refused: %s", m->name, type, error);
+      result (m, msg, error);
+      broadcast_state (c);
+      return;
+    }
   } else if (g_str_equal (type, "message")) {
     const char *text = json_object_get_string_member_with_default (msg, "text", "");
     if (!booth || !*text || g_utf8_strlen (text, -1) > 500)

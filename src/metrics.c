@@ -36,6 +36,45 @@ static const FanoutMetric fanout_metrics[] = {
     G_STRUCT_OFFSET (DragomanFanoutStats, inbox_drops), FALSE },
 };
 
+/* recordings and restreams: labels room, output (the restream's name or
+ * "record"), kind (recording, rtmp, srt) */
+static void
+append_output_metrics (DragomanServer *server, GString *s)
+{
+  static const struct {
+    const char *name, *type, *help;
+  } fams[] = {
+    { "dragoman_output_live", "gauge", "1 while a recording writes or a restream's platform receives" },
+    { "dragoman_output_wanted", "gauge", "1 while the crew (or autostart) wants the output running" },
+    { "dragoman_output_bytes_total", "counter", "Bytes written to the file or sent to the platform" },
+    { "dragoman_output_reconnects_total", "counter", "Restarts after an error (with backoff)" },
+    { "dragoman_output_dropped_total", "counter", "Buffers dropped because the output fell 2 s behind" },
+    { "dragoman_output_kbps", "gauge", "Output rate over the last ~2 s" },
+  };
+  for (guint f = 0; f < G_N_ELEMENTS (fams); f++) {
+    g_string_append_printf (s, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+                            fams[f].type);
+    for (guint r = 0; r < server->rooms->len; r++) {
+      DragomanRoom *room = server->rooms->pdata[r];
+      GPtrArray *outputs = dragoman_room_get_outputs (room);
+      for (guint k = 0; k < outputs->len; k++) {
+        DragomanOutput *o = outputs->pdata[k];
+        DragomanOutputStats st;
+        dragoman_output_get_stats (o, &st);
+        double v = f == 0   ? st.state == DRAGOMAN_OUTPUT_LIVE
+                   : f == 1 ? dragoman_output_is_wanted (o)
+                   : f == 2 ? (double) st.bytes
+                   : f == 3 ? st.reconnects
+                   : f == 4 ? (double) st.dropped
+                            : st.kbps;
+        g_string_append_printf (s, "%s{room=\"%s\",output=\"%s\",kind=\"%s\"} %.*f\n", fams[f].name,
+                                dragoman_room_get_config (room)->id, dragoman_output_get_name (o),
+                                dragoman_output_get_kind (o), f == 5 ? 1 : 0, v);
+      }
+    }
+  }
+}
+
 char *
 dragoman_metrics_prometheus (DragomanServer *server)
 {
@@ -71,6 +110,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
     g_string_append_printf (s, "dragoman_stage_losses_total{room=\"%s\"} %u\n", dragoman_room_get_config (room)->id,
                             dragoman_stage_get_losses (dragoman_room_get_stage (room)));
   }
+  append_output_metrics (server, s);
   g_string_append (s, "# HELP dragoman_channel_interpretation 1 while a live interpreter is on the channel\n"
                       "# TYPE dragoman_channel_interpretation gauge\n");
   for (guint r = 0; r < server->rooms->len; r++) {

@@ -11,6 +11,7 @@
 #include "room.h"
 
 #include "hls.h"
+#include "output.h"
 #include "program.h"
 #include "source.h"
 #include "stage.h"
@@ -34,6 +35,7 @@ struct _DragomanRoom {
   DragomanStage *stage;
   DragomanProgram *program; /* NULL: no output needs video or AAC */
   DragomanHls *hls;         /* NULL: HLS off */
+  GPtrArray *outputs;       /* DragomanOutput*: the recording (if any) first, then restreams */
 };
 
 static GstElement *
@@ -197,6 +199,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   room->channels = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_channel_free);
   room->fanouts = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_fanout_free);
   room->booths = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_booth_free);
+  room->outputs = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_output_free);
   g_autofree char *pname = g_strdup_printf ("room-%s", rc->id);
   room->pipeline = gst_object_ref_sink (gst_pipeline_new (pname));
 
@@ -212,7 +215,10 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
   gst_element_link (floor, room->floor_tee);
   GstPad *stage_video = dragoman_stage_get_video (room->stage);
-  if (rc->hls) {
+  gboolean restreamed = FALSE;
+  for (guint i = 0; i < config->restreams->len; i++)
+    restreamed |= g_str_equal (((DragomanRestreamConfig *) config->restreams->pdata[i])->room_id, rc->id);
+  if (rc->hls || rc->record || restreamed) {
     room->program = dragoman_program_new (room->pipeline, rc);
     dragoman_program_link_video (room->program, stage_video);
     dragoman_stage_set_change_func (room->stage, on_stage_change, room);
@@ -265,6 +271,13 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     g_ptr_array_add (room->booths, booth);
   }
 
+  if (rc->record)
+    g_ptr_array_add (room->outputs, dragoman_output_new_recording (room->pipeline, room->program, rc));
+  for (guint i = 0; i < config->restreams->len; i++) {
+    const DragomanRestreamConfig *rs = config->restreams->pdata[i];
+    if (g_str_equal (rs->room_id, rc->id))
+      g_ptr_array_add (room->outputs, dragoman_output_new_restream (room->pipeline, room->program, rc, rs));
+  }
   if (rc->hls) {
     room->hls = dragoman_hls_new (room->pipeline, room->program, config, rc, error);
     if (!room->hls) {
@@ -290,6 +303,13 @@ dragoman_room_start (DragomanRoom *room, GError **error)
   }
   for (guint i = 0; i < room->booths->len; i++)
     dragoman_booth_start (room->booths->pdata[i]);
+  for (guint i = 0; i < room->outputs->len; i++) {
+    DragomanOutput *o = room->outputs->pdata[i];
+    g_autoptr (GError) err = NULL;
+    if (dragoman_output_get_autostart (o) && !dragoman_output_start (o, &err))
+      g_printerr ("room %s: %s %s did not start: %s\n", room->config->id, dragoman_output_get_kind (o),
+                  dragoman_output_get_name (o), err->message);
+  }
   return TRUE;
 }
 
@@ -300,7 +320,12 @@ dragoman_room_free (DragomanRoom *room)
     return;
   if (room->bus_watch)
     g_source_remove (room->bus_watch);
+  /* outputs finish their files while the room still plays; they are freed after
+   * it stopped, since their bridges run on its streaming threads */
+  for (guint i = 0; i < room->outputs->len; i++)
+    dragoman_output_finish (room->outputs->pdata[i]);
   gst_element_set_state (room->pipeline, GST_STATE_NULL);
+  g_ptr_array_unref (room->outputs);
   g_ptr_array_unref (room->booths);
   dragoman_stage_free (room->stage);
   dragoman_hls_free (room->hls);
@@ -376,6 +401,21 @@ DragomanStage *
 dragoman_room_get_stage (DragomanRoom *room)
 {
   return room->stage;
+}
+
+GPtrArray *
+dragoman_room_get_outputs (DragomanRoom *room)
+{
+  return room->outputs;
+}
+
+DragomanOutput *
+dragoman_room_find_output (DragomanRoom *room, const char *name)
+{
+  for (guint i = 0; i < room->outputs->len; i++)
+    if (g_str_equal (dragoman_output_get_name (room->outputs->pdata[i]), name))
+      return room->outputs->pdata[i];
+  return NULL;
 }
 
 DragomanHls *

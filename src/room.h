@@ -7,6 +7,7 @@
 #include "channel.h"
 #include "config.h"
 #include "hls.h"
+#include "output.h"
 #include "stage.h"
 
 typedef struct _DragomanRoom DragomanRoom;
@@ -31,5 +32,8 @@ GstElement *dragoman_room_get_pipeline (DragomanRoom *room);
 const DragomanConfig *dragoman_room_get_server_config (DragomanRoom *room);
 DragomanStage *dragoman_room_get_stage (DragomanRoom *room);
 DragomanHls *dragoman_room_get_hls (DragomanRoom *room); /* NULL: HLS off */
+/* the recording (if configured) and this room's restreams: DragomanOutput* */
+GPtrArray *dragoman_room_get_outputs (DragomanRoom *room);
+DragomanOutput *dragoman_room_find_output (DragomanRoom *room, const char *name); /* "record" or a restream */
 /* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */
 const DragomanLevel *dragoman_room_get_level (DragomanRoom *room, const char *meter);
