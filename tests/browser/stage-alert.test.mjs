@@ -141,7 +141,8 @@ function watchServerLog(file) {
     }
   }, 20);
   w.stop = () => clearInterval(w.timer);
-  w.since = (t0) => w.lines.filter((l) => l.t >= t0).map((l) => `+${l.t - t0} ms ${l.line}`);
+  // lines seen from `from` on, stamped relative to t0
+  w.since = (from, t0) => w.lines.filter((l) => l.t >= from).map((l) => `${l.t - t0 >= 0 ? '+' : ''}${l.t - t0} ms ${l.line}`);
   return w;
 }
 
@@ -218,7 +219,7 @@ async function pageSnapshot(p) {
 async function report(t0, serverLog) {
   const wsLog = await page.evaluate((t) => window.__wsLog.filter((m) => m.t >= t - 1500), t0).catch(() => []);
   const ws = wsLog.map((m) => `${m.t - t0 >= 0 ? '+' : ''}${m.t - t0} ms ${m.type} ${m.type === 'state' ? `stage=${m.stage} alerts=[${m.alerts}]` : m.id}`);
-  return `\n  server log:\n    ${serverLog.since(t0 - 1500).join('\n    ') || '(nothing)'}`
+  return `\n  server log:\n    ${serverLog.since(t0 - 1500, t0).join('\n    ') || '(nothing)'}`
     + `\n  /ws/control messages:\n    ${ws.join('\n    ') || '(none)'}`
     + `\n  page now: ${JSON.stringify(await pageSnapshot(page))}`;
 }
