@@ -15,6 +15,8 @@ GST_DEBUG_CATEGORY_STATIC (output_debug);
  * encoder: enough to ride out a hiccup, small enough to bound memory (~1 MB). */
 #define BRIDGE_MAX_TIME (2 * GST_SECOND)
 #define BACKOFF_MAX_S 30
+/* a restream with this much media queued for its muxer has a dead peer */
+#define STALL_TIME (1500 * GST_MSECOND)
 /* a stop waits this long for the muxer to finish the file before tearing down */
 #define STOP_TIMEOUT_MS 3000
 
@@ -61,6 +63,7 @@ struct _DragomanOutput {
   GstClockTime t0; /* room running time that maps to 0 */
   gint64 bytes;    /* atomic */
   gint64 dropped;  /* atomic */
+  GHashTable *tags; /* stream-id -> GstTagList (recordings), under lock */
 };
 
 static gboolean start_pipeline (DragomanOutput *o, GError **error);
@@ -119,8 +122,9 @@ set_state (DragomanOutput *o, DragomanOutputState state, const char *error)
   if (o->state == state && g_strcmp0 (o->error, error) == 0)
     return;
   o->state = state;
-  g_free (o->error);
+  char *old = o->error; /* `error` may be o->error itself */
   o->error = redact (o, error);
+  g_free (old);
   o->since_us = g_get_real_time ();
   if (state == DRAGOMAN_OUTPUT_LIVE)
     o->live_since_us = g_get_monotonic_time ();
@@ -243,6 +247,7 @@ output_new (Kind kind, const char *name, const DragomanRoomConfig *room)
   o->since_us = g_get_real_time ();
   o->t0 = GST_CLOCK_TIME_NONE;
   g_mutex_init (&o->lock);
+  o->tags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) gst_tag_list_unref);
   return o;
 }
 
@@ -285,18 +290,74 @@ add_appsrc (DragomanOutput *o, GstElement *pipeline, Stream *st)
   return parse;
 }
 
-/* orig carries the floor's language, titled as the original; a channel its own */
-static GstElement *
-add_language_tags (DragomanOutput *o, GstElement *pipeline, GstElement *from, const char *lang)
+/* Language tags. A tag event sent once is lost when splitmuxsink starts the next
+ * part (the muxer is reset: parts 2+ had no languages), and taginject drops
+ * titles that are not ASCII. So: remember each stream's tags by stream-id as
+ * its stream-start passes the parser, and at every muxer sink pad send them
+ * again before the first buffer after each stream-start or segment. */
+static GstPadProbeReturn
+remember_tags (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+  if (GST_EVENT_TYPE (ev) == GST_EVENT_STREAM_START) {
+    DragomanOutput *o = g_object_get_data (G_OBJECT (pad), "output");
+    const char *sid = NULL;
+    gst_event_parse_stream_start (ev, &sid);
+    g_mutex_lock (&o->lock);
+    g_hash_table_replace (o->tags, g_strdup (sid), gst_tag_list_ref (data));
+    g_mutex_unlock (&o->lock);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn
+resend_tags (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanOutput *o = data;
+  if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
+    GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_STREAM_START) {
+      const char *sid = NULL;
+      gst_event_parse_stream_start (ev, &sid);
+      g_mutex_lock (&o->lock);
+      GstTagList *t = g_hash_table_lookup (o->tags, sid);
+      g_object_set_data_full (G_OBJECT (pad), "tags", t ? gst_tag_list_ref (t) : NULL,
+                              (GDestroyNotify) gst_tag_list_unref);
+      g_mutex_unlock (&o->lock);
+    }
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_STREAM_START || GST_EVENT_TYPE (ev) == GST_EVENT_SEGMENT)
+      g_object_set_data (G_OBJECT (pad), "tags-due", GINT_TO_POINTER (1));
+  } else if (g_object_get_data (G_OBJECT (pad), "tags-due")) {
+    GstTagList *t = g_object_get_data (G_OBJECT (pad), "tags");
+    g_object_set_data (G_OBJECT (pad), "tags-due", NULL);
+    if (t)
+      gst_pad_send_event (pad, gst_event_new_tag (gst_tag_list_copy (t)));
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+static void
+on_mux_pad_added (GstElement *mux, GstPad *pad, gpointer data)
+{
+  if (GST_PAD_DIRECTION (pad) == GST_PAD_SINK)
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, resend_tags, data, NULL);
+}
+
+/* orig carries the floor's language, titled "Original"; a channel its language's
+ * English name. One word each: matroskamux 1.22 writes a title with anything but
+ * [A-Za-z0-9_+-/:.] backslash-escaped and quoted ("Original\ \(English\)") */
+static void
+tag_language (DragomanOutput *o, GstElement *parser, const char *lang)
 {
   gboolean orig = g_str_equal (lang, "orig");
   const DragomanLanguage *l = dragoman_language_lookup (orig ? o->room->floor_lang : lang);
-  g_autofree char *title = orig ? g_strdup_printf ("Original (%s)", l->name) : g_strdup (l->name);
-  GstElement *inject = add (pipeline, "taginject", NULL);
-  g_autofree char *tags = g_strdup_printf ("language-code=\"%s\",title=\"%s\"", l->code, title);
-  g_object_set (inject, "tags", tags, NULL);
-  gst_element_link (from, inject);
-  return inject;
+  g_autofree char *title = g_strdup (orig ? "Original" : l->name);
+  GstTagList *tags = gst_tag_list_new (GST_TAG_LANGUAGE_CODE, l->code, GST_TAG_TITLE, title, NULL);
+  gst_tag_list_set_scope (tags, GST_TAG_SCOPE_STREAM);
+  g_autoptr (GstPad) src = gst_element_get_static_pad (parser, "src");
+  g_object_set_data (G_OBJECT (src), "output", o);
+  gst_pad_add_probe (src, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, remember_tags, tags,
+                     (GDestroyNotify) gst_tag_list_unref);
 }
 
 static GstElement *
@@ -342,8 +403,12 @@ add_splitmux (DragomanOutput *o, GstElement *pipeline, const char *lang)
    * that plays up to its last second or so (the index at the end is a bonus) */
   g_object_set (mux, "min-cluster-duration", (gint64) 500 * GST_MSECOND, "max-cluster-duration",
                 (gint64) GST_SECOND, NULL);
+  g_signal_connect (mux, "pad-added", G_CALLBACK (on_mux_pad_added), o);
   GstElement *file = gst_element_factory_make ("filesink", NULL);
   g_object_set (file, "sync", FALSE, "async", FALSE, NULL);
+  /* unbuffered: filesink's 64 KB buffer was what a SIGKILL lost (~0.8 s at 640 kbit/s,
+   * < 0.1 s without it); matroskamux writes whole clusters, so this costs no syscalls */
+  gst_util_set_object_arg (G_OBJECT (file), "buffer-mode", "unbuffered");
   g_object_set (sm, "muxer", mux, "sink", file, "max-size-time",
                 (guint64) o->room->record->split_minutes * 60 * GST_SECOND, "send-keyframe-requests", FALSE, NULL);
   g_object_set_data_full (G_OBJECT (sm), "lang", g_strdup (lang), g_free);
@@ -365,9 +430,9 @@ build_recording (DragomanOutput *o, GstElement *pipeline)
       link_to_request (q, sm, "video");
       continue;
     }
-    GstElement *tagged = add_language_tags (o, pipeline, parsed, st->lang);
+    tag_language (o, parsed, st->lang);
     GstElement *tee = add (pipeline, "tee", NULL);
-    gst_element_link (tagged, tee);
+    gst_element_link (parsed, tee);
     GstElement *q = add_queue (pipeline, tee);
     g_autoptr (GstPad) qsrc = gst_element_get_static_pad (q, "src");
     gst_pad_add_probe (qsrc, GST_PAD_PROBE_TYPE_BUFFER, count_bytes, o, NULL);
@@ -515,6 +580,24 @@ on_stats (gpointer data)
     double dt = (double) (now - o->last_bytes_us) / G_USEC_PER_SEC;
     double k = dt > 0 ? (double) (bytes - o->last_bytes) * 8 / 1000 / dt : 0;
     o->kbps = o->kbps * 0.5 + k * 0.5; /* ~2 s of smoothing at one tick a second */
+  }
+  /* a platform that stops reading without closing (rtmp2sink only notices when the
+   * kernel's ~4 MB send buffer is full: 12 s at 2 Mbit/s, minutes at less) shows
+   * here first, as media piling up in front of the muxer: reconnect */
+  if (o->pipeline && o->kind != KIND_RECORDING && o->state == DRAGOMAN_OUTPUT_LIVE) {
+    GstClockTime queued = 0;
+    g_mutex_lock (&o->lock);
+    for (guint i = 0; i < o->streams->len; i++) {
+      Stream *st = o->streams->pdata[i];
+      if (st->appsrc)
+        queued = MAX (queued, gst_app_src_get_current_level_time (GST_APP_SRC (st->appsrc)));
+    }
+    g_mutex_unlock (&o->lock);
+    if (queued > STALL_TIME) {
+      GError err = { GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED, (char *) "the platform stopped reading" };
+      on_error (o, &err, "watchdog");
+      return G_SOURCE_CONTINUE;
+    }
   }
   /* live once bytes reach the sink: for RTMP that is after the handshake */
   if (o->pipeline && o->state == DRAGOMAN_OUTPUT_STARTING && bytes > o->last_bytes) {
@@ -758,6 +841,7 @@ dragoman_output_free (DragomanOutput *o)
     g_source_remove (o->stats_timer);
   teardown (o);
   g_ptr_array_unref (o->streams);
+  g_hash_table_unref (o->tags);
   g_mutex_clear (&o->lock);
   g_free (o->name);
   g_free (o->error);

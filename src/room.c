@@ -148,6 +148,13 @@ on_stage_change (gpointer data, gboolean live)
   dragoman_hls_set_stage_live (room->hls, live);
 }
 
+static void
+on_program_message (GstMessage *msg, gpointer data)
+{
+  DragomanRoom *room = data;
+  dragoman_hls_handle_message (room->hls, msg);
+}
+
 static gboolean
 on_bus (GstBus *bus, GstMessage *msg, gpointer data)
 {
@@ -177,8 +184,7 @@ on_bus (GstBus *bus, GstMessage *msg, gpointer data)
     gst_bin_recalculate_latency (GST_BIN (room->pipeline));
     break;
   case GST_MESSAGE_ELEMENT:
-    if (!dragoman_hls_handle_message (room->hls, msg))
-      on_level (room, msg);
+    on_level (room, msg);
     break;
   default:
     break;
@@ -271,21 +277,23 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     g_ptr_array_add (room->booths, booth);
   }
 
+  GstElement *program_pipeline = room->program ? dragoman_program_get_pipeline (room->program) : NULL;
   if (rc->record)
-    g_ptr_array_add (room->outputs, dragoman_output_new_recording (room->pipeline, room->program, rc));
+    g_ptr_array_add (room->outputs, dragoman_output_new_recording (program_pipeline, room->program, rc));
   for (guint i = 0; i < config->restreams->len; i++) {
     const DragomanRestreamConfig *rs = config->restreams->pdata[i];
     if (g_str_equal (rs->room_id, rc->id))
-      g_ptr_array_add (room->outputs, dragoman_output_new_restream (room->pipeline, room->program, rc, rs));
+      g_ptr_array_add (room->outputs, dragoman_output_new_restream (program_pipeline, room->program, rc, rs));
   }
   if (rc->hls) {
-    room->hls = dragoman_hls_new (room->pipeline, room->program, config, rc, error);
+    room->hls = dragoman_hls_new (program_pipeline, room->program, config, rc, error);
     if (!room->hls) {
       dragoman_room_free (room);
       return NULL;
     }
     for (guint i = 0; i < room->channels->len; i++)
       dragoman_hls_link_audio (room->hls, dragoman_channel_get_lang (room->channels->pdata[i]));
+    dragoman_program_set_message_func (room->program, on_program_message, room);
   }
 
   g_autoptr (GstBus) bus = gst_pipeline_get_bus (GST_PIPELINE (room->pipeline));
@@ -301,6 +309,9 @@ dragoman_room_start (DragomanRoom *room, GError **error)
                  room->config->id);
     return FALSE;
   }
+  if (room->program && !dragoman_program_start (room->program))
+    g_printerr ("room %s: the program (HLS, recordings, restreams) did not start; listeners and booths go on\n",
+                room->config->id);
   for (guint i = 0; i < room->booths->len; i++)
     dragoman_booth_start (room->booths->pdata[i]);
   for (guint i = 0; i < room->outputs->len; i++) {
@@ -324,6 +335,7 @@ dragoman_room_free (DragomanRoom *room)
    * it stopped, since their bridges run on its streaming threads */
   for (guint i = 0; i < room->outputs->len; i++)
     dragoman_output_finish (room->outputs->pdata[i]);
+  dragoman_program_stop (room->program);
   gst_element_set_state (room->pipeline, GST_STATE_NULL);
   g_ptr_array_unref (room->outputs);
   g_ptr_array_unref (room->booths);
