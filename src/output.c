@@ -39,6 +39,7 @@ struct _DragomanOutput {
   char *name;
   const DragomanRoomConfig *room;
   const DragomanRestreamConfig *restream; /* NULL: the recording */
+  char *secret; /* the stream key, or an SRT passphrase: never logged or shown */
   GPtrArray *streams;                     /* Stream*; [0] is the video */
   DragomanOutputChangeFunc change_func;
   gpointer change_data;
@@ -92,16 +93,16 @@ masked_key (const char *key)
   return g_strdup_printf ("%.4s…", key);
 }
 
-/* any text that may hold the key (an element's error message quotes its URL) */
+/* any text that may hold the secret (an element's error message quotes its URL) */
 static char *
 redact (DragomanOutput *o, const char *text)
 {
   if (!text)
     return NULL;
-  if (!o->restream || !o->restream->key)
+  if (!o->secret || !*o->secret)
     return g_strdup (text);
-  g_autofree char *mask = masked_key (o->restream->key);
-  g_auto (GStrv) parts = g_strsplit (text, o->restream->key, -1);
+  g_autofree char *mask = masked_key (o->secret);
+  g_auto (GStrv) parts = g_strsplit (text, o->secret, -1);
   return g_strjoinv (mask, parts);
 }
 
@@ -110,10 +111,11 @@ dragoman_output_describe_target (DragomanOutput *o)
 {
   if (!o->restream)
     return g_strdup (o->room->record->dir);
-  if (!o->restream->key)
-    return g_strdup (o->restream->url);
-  g_autofree char *mask = masked_key (o->restream->key);
-  return g_strdup_printf ("%s/%s", o->restream->url, mask);
+  if (o->restream->key) {
+    g_autofree char *mask = masked_key (o->restream->key);
+    return g_strdup_printf ("%s/%s", o->restream->url, mask);
+  }
+  return redact (o, o->restream->url);
 }
 
 static void
@@ -269,6 +271,13 @@ dragoman_output_new_restream (GstElement *room_pipeline, DragomanProgram *progra
   DragomanOutput *o =
       output_new (g_str_has_prefix (restream->url, "srt://") ? KIND_SRT : KIND_RTMP, restream->name, room);
   o->restream = restream;
+  if (restream->key) {
+    o->secret = g_strdup (restream->key);
+  } else {
+    const char *pass = strstr (restream->url, "passphrase=");
+    if (pass)
+      o->secret = g_strndup (pass + 11, strcspn (pass + 11, "&"));
+  }
   add_tap (o, room_pipeline, dragoman_program_get_video_tee (program), NULL);
   add_tap (o, room_pipeline, dragoman_program_get_audio_tee (program, restream->lang), restream->lang);
   return o;
@@ -844,6 +853,7 @@ dragoman_output_free (DragomanOutput *o)
   g_hash_table_unref (o->tags);
   g_mutex_clear (&o->lock);
   g_free (o->name);
+  g_free (o->secret);
   g_free (o->error);
   g_free (o->session);
   g_free (o->file);

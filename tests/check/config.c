@@ -458,6 +458,45 @@ GST_END_TEST;
 
 /* GKeyFile merges groups that appear twice (later keys win); config.c refuses
  * repeated groups and repeated keys, naming the line. */
+GST_START_TEST (test_record_and_restreams)
+{
+  g_autoptr (DragomanConfig) c = load_ok (BASE "[record main]\ndir = /tmp/x\nsplit-minutes = 30\naudio-only = true\n"
+                                               "[restream yt]\nroom = main\nlang = hy\nurl = rtmp://h/live\nkey = k123\n"
+                                               "[restream partner]\nroom = main\nurl = srt://h:9001\nautostart = true\n",
+                                          NULL);
+  const DragomanRoomConfig *r = c->rooms->pdata[0];
+  fail_unless (r->record != NULL);
+  fail_unless_equals_string (r->record->dir, "/tmp/x");
+  fail_unless_equals_int (r->record->split_minutes, 30);
+  fail_unless (r->record->audio_only && !r->record->autostart);
+  fail_unless_equals_int (c->restreams->len, 2);
+  const DragomanRestreamConfig *yt = c->restreams->pdata[0], *p = c->restreams->pdata[1];
+  fail_unless_equals_string (yt->lang, "hy");
+  fail_unless_equals_string (yt->key, "k123");
+  fail_unless (!yt->autostart);
+  fail_unless_equals_string (p->lang, "orig"); /* default: the floor */
+  fail_unless (p->key == NULL && p->autostart);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_output_errors)
+{
+  g_free (load_fail (BASE "[record nowhere]\n", NULL, "[record nowhere]", "no [room nowhere]", NULL));
+  g_free (load_fail (BASE "[record main]\nsplit-minutes = 0\n", NULL, "split-minutes", NULL));
+  g_free (load_fail (BASE "[record main]\nautostart = yes\n", NULL, "autostart", "true or false", NULL));
+  g_free (load_fail (BASE "[restream a]\nurl = rtmp://h/live\nkey = k\n", NULL, "[restream a]", "room", NULL));
+  g_free (load_fail (BASE "[restream a]\nroom = main\nlang = ru\nurl = rtmp://h/live\nkey = k\n", NULL, "lang",
+                     "'ru'", NULL));
+  g_free (load_fail (BASE "[restream a]\nroom = main\nurl = http://h/live\nkey = k\n", NULL, "url", NULL));
+  g_free (load_fail (BASE "[restream a]\nroom = main\nurl = rtmp://h/live\n", NULL, "key", "stream key", NULL));
+  g_free (load_fail (BASE "[restream a]\nroom = main\nurl = srt://h:1\nkey = k\n", NULL, "key", NULL));
+  g_free (load_fail (BASE "[restream a]\nroom = main\nurl = rtmp://h/live\nkey = k\nbitrate = 5\n", NULL,
+                     "bitrate", NULL));
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_duplicate_booth)
 {
   g_autofree char *m = load_fail (BASE "[booth main/en]\nsource = mic\n", NULL, PATH, "[booth main/en]",
@@ -474,6 +513,8 @@ config_suite (void)
   TCase *tc = tcase_create ("general");
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_demo_ini);
+  tcase_add_test (tc, test_record_and_restreams);
+  tcase_add_test (tc, test_output_errors);
   tcase_add_test (tc, test_base_loads);
   tcase_add_test (tc, test_two_rooms);
   tcase_add_test (tc, test_unknown_group);
