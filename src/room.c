@@ -36,6 +36,8 @@ struct _DragomanRoom {
   DragomanProgram *program; /* NULL: no output needs video or AAC */
   DragomanHls *hls;         /* NULL: HLS off */
   GPtrArray *outputs;       /* DragomanOutput*: the recording (if any) first, then restreams */
+  DragomanRoomStageFunc stage_func;
+  gpointer stage_data;
 };
 
 static GstElement *
@@ -146,6 +148,15 @@ on_stage_change (gpointer data, gboolean live)
   DragomanRoom *room = data;
   dragoman_program_set_stage_live (room->program, live);
   dragoman_hls_set_stage_live (room->hls, live);
+  if (room->stage_func)
+    room->stage_func (room, live, room->stage_data);
+}
+
+void
+dragoman_room_set_stage_func (DragomanRoom *room, DragomanRoomStageFunc func, gpointer data)
+{
+  room->stage_func = func;
+  room->stage_data = data;
 }
 
 static void
@@ -216,6 +227,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     dragoman_room_free (room);
     return NULL;
   }
+  dragoman_stage_set_change_func (room->stage, on_stage_change, room);
   GstElement *floor = add_level (room, dragoman_stage_get_floor (room->stage), "level:floor");
   room->floor_tee = add (room->pipeline, "tee", "floor");
   g_object_set (room->floor_tee, "allow-not-linked", TRUE, NULL);
@@ -227,7 +239,6 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   if (rc->hls || rc->record || restreamed) {
     room->program = dragoman_program_new (room->pipeline, rc);
     dragoman_program_link_video (room->program, stage_video);
-    dragoman_stage_set_change_func (room->stage, on_stage_change, room);
   } else if (stage_video) {
     GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
     g_object_set (vsink, "sync", FALSE, "async", FALSE, NULL);

@@ -11,6 +11,8 @@
 #include "stage.h"
 
 typedef struct _DragomanRoom DragomanRoom;
+/* the stage went live or was lost (main thread) */
+typedef void (*DragomanRoomStageFunc) (DragomanRoom *room, gboolean live, gpointer data);
 
 typedef struct {
   double peak_db, rms_db; /* dBFS, -100 for silence */
@@ -34,6 +36,7 @@ DragomanStage *dragoman_room_get_stage (DragomanRoom *room);
 DragomanHls *dragoman_room_get_hls (DragomanRoom *room); /* NULL: HLS off */
 /* the recording (if configured) and this room's restreams: DragomanOutput* */
 GPtrArray *dragoman_room_get_outputs (DragomanRoom *room);
+void dragoman_room_set_stage_func (DragomanRoom *room, DragomanRoomStageFunc func, gpointer data);
 DragomanOutput *dragoman_room_find_output (DragomanRoom *room, const char *name); /* "record" or a restream */
 /* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */
 const DragomanLevel *dragoman_room_get_level (DragomanRoom *room, const char *meter);

@@ -13,6 +13,9 @@ struct _DragomanStage {
   GstPad *stage_pad, *silence_pad; /* input-selector sink pads */
   GstPad *video;
   GstElement *rate;
+  GstElement *srt;   /* an srtsrc in the stage bin, or NULL */
+  gboolean reset_done; /* the srtsrc was reset during this loss */
+  gint resetting;       /* atomic: a reset thread runs (it uses s: freeing waits) */
   gboolean live;
   gint64 since;
   char *reason;
@@ -71,6 +74,18 @@ set_state (DragomanStage *s, gboolean live, const char *reason)
     s->change_func (s->change_data, live);
 }
 
+static gpointer
+reset_srt (gpointer data)
+{
+  DragomanStage *s = data;
+  gint64 t0 = g_get_monotonic_time ();
+  gst_element_set_state (s->srt, GST_STATE_READY);
+  gst_element_sync_state_with_parent (s->srt);
+  GST_INFO ("room %s: srtsrc reset in %" G_GINT64_FORMAT " ms", s->room->id, (g_get_monotonic_time () - t0) / 1000);
+  g_atomic_int_set (&s->resetting, 0);
+  return NULL;
+}
+
 static gboolean
 watchdog (gpointer data)
 {
@@ -78,10 +93,32 @@ watchdog (gpointer data)
   gint64 now = g_get_monotonic_time ();
   gint64 last = __atomic_load_n (&s->last_audio_us, __ATOMIC_RELAXED);
   gboolean flowing = last && now - last < DRAGOMAN_STAGE_LOST_MS * 1000;
-  if (s->live && !flowing)
+  if (s->live && !flowing) {
     set_state (s, FALSE, "nothing from the stage for 0.5 s (sender stopped, or network lost)");
-  else if (!s->live && flowing)
+    s->reset_done = FALSE;
+  } else if (!s->live && flowing) {
     set_state (s, TRUE, "receiving");
+  }
+  /* srtsrc keeps a dead sender's connection until SRT's peer idle timeout (5 s),
+   * and then re-creates its listening socket, dropping any new caller waiting in
+   * it: an encoder restarted soon after a crash was never taken (seen: ffmpeg
+   * restarted 0.7, 1.7 and 3 s after a kill, never live). So 1 s after the last
+   * packet (loss + DRAGOMAN_STAGE_RESET_MS) we reset srtsrc ourselves and a new
+   * sender from then on is taken at once. The price: a caller that connects in
+   * the 0.5 s before the reset is cut and must retry (OBS's default reconnect
+   * delay is 2 s), and a sender that stalled for a whole second is cut too
+   * (encoders reconnect by themselves; it had lost that second anyway). */
+  if (s->srt && !s->live && !s->reset_done && last &&
+      now - last >= (DRAGOMAN_STAGE_LOST_MS + DRAGOMAN_STAGE_RESET_MS) * 1000) {
+    s->reset_done = TRUE;
+    /* in a thread: srtsrc's stop waits for its poll to time out (seen: the main
+     * loop, and with it every socket, stalled when done here) */
+    if (!g_atomic_int_get (&s->resetting)) {
+      g_atomic_int_set (&s->resetting, 1);
+      GST_INFO ("room %s: resetting srtsrc to take a new sender", s->room->id);
+      g_thread_unref (g_thread_new ("srt-reset", reset_srt, s));
+    }
+  }
 
   guint64 bytes = __atomic_load_n (&s->video_bytes, __ATOMIC_RELAXED);
   if (now - s->bytes_at_us >= G_USEC_PER_SEC) {
@@ -110,6 +147,23 @@ add (GstBin *bin, const char *factory, const char *name)
     g_error ("missing GStreamer element '%s': run `make deps`", factory);
   gst_bin_add (bin, e);
   return e;
+}
+
+static GstElement *
+find_by_factory (GstBin *bin, const char *factory)
+{
+  g_autoptr (GstIterator) it = gst_bin_iterate_recurse (bin);
+  GValue v = G_VALUE_INIT;
+  GstElement *found = NULL;
+  while (!found && gst_iterator_next (it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = g_value_get_object (&v);
+    GstElementFactory *f = gst_element_get_factory (e);
+    if (f && g_str_equal (GST_OBJECT_NAME (f), factory))
+      found = e;
+    g_value_reset (&v);
+  }
+  g_value_unset (&v);
+  return found; /* the bin holds it */
 }
 
 /* a source that can stop delivering: the feed comes from the network */
@@ -173,6 +227,7 @@ dragoman_stage_new (GstElement *pipeline, const DragomanConfig *config, const Dr
     s->rate = caps;
     return s;
   }
+  s->srt = find_by_factory (GST_BIN (bin), "srtsrc");
   GstElement *silence = add (pb, "audiotestsrc", "stage-silence");
   /* 10 ms blocks like every other live input: the mixers' pace */
   g_object_set (silence, "is-live", TRUE, "wave", 4 /* silence */, "samplesperbuffer", 480, NULL);
@@ -204,6 +259,8 @@ dragoman_stage_free (DragomanStage *s)
   if (!s)
     return;
   g_source_remove (s->timer);
+  while (g_atomic_int_get (&s->resetting))
+    g_usleep (10000);
   g_clear_object (&s->stage_pad);
   g_clear_object (&s->silence_pad);
   g_clear_object (&s->video);

@@ -16,6 +16,8 @@
  * loaded 2-core machine). Until the switch the channels' mixers have no floor and
  * stall: listeners hear a gap of about this plus the watchdog's 100 ms, per loss. */
 #define DRAGOMAN_STAGE_LOST_MS 500
+/* an srtsrc still without a sender this long after the loss is reset to take a new one */
+#define DRAGOMAN_STAGE_RESET_MS 500
 
 typedef struct _DragomanStage DragomanStage;
 

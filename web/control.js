@@ -11,6 +11,12 @@
 // The DOM is rebuilt only when the set of rooms, channels or booths changes;
 // otherwise elements are updated in place so a slider being dragged or a
 // message being typed is never clobbered by the next state.
+//
+// Each room also lists its outputs (recording, restreams: issues #5 and #7)
+// with their state, target (the server masks stream keys), bit rate,
+// reconnects and drops, and a Start/Stop button. Stopping a live output asks
+// first, in an in-page modal <dialog> (focus on "Keep it running"): a stray
+// click must not end a live stream.
 
 const STORE_KEY = 'dragoman.control';
 const RECONNECT_MIN_MS = 500;
@@ -34,7 +40,9 @@ const ui = {
   conn: $('conn'), server: $('server'), who: $('who'), whoName: $('who-name'), signout: $('signout'),
   signin: $('signin'), token: $('token'), name: $('name'), signinBtn: $('signin-btn'), signinError: $('signin-error'),
   dash: $('dash'), rooms: $('rooms'), alerts: $('alerts'), alertCount: $('alert-count'), chat: $('chat'),
-  actions: $('actions'), roomTpl: $('room-tpl'), stripTpl: $('strip-tpl'),
+  actions: $('actions'), roomTpl: $('room-tpl'), stripTpl: $('strip-tpl'), outputTpl: $('output-tpl'),
+  confirm: $('confirm'), confirmTitle: $('confirm-title'), confirmText: $('confirm-text'),
+  confirmKeep: $('confirm-keep'), confirmStop: $('confirm-stop'),
   srv: { cpu: $('srv-cpu'), mem: $('srv-mem'), listeners: $('srv-listeners'), uptime: $('srv-uptime'),
     version: $('srv-version'), link: $('srv-link'), crew: $('srv-crew') },
 };
@@ -103,6 +111,7 @@ function clearDashboard() {
   ui.actions.replaceChildren();
   ui.alertCount.textContent = '0';
   shapeKey = '';
+  if (ui.confirm.open) ui.confirm.close('');
 }
 
 ui.signin.addEventListener('submit', (e) => {
@@ -257,6 +266,8 @@ function describe(type, f) {
   if (type === 'duck') return `duck ${where} ${f.db} dB`;
   if (type === 'kick') return `kick ${f.interpreter} from ${where}`;
   if (type === 'message') return `message to ${where}`;
+  if (type === 'record') return `${f.value ? 'start' : 'stop'} recording ${f.room}`;
+  if (type === 'restream') return `${f.value ? 'start' : 'stop'} restream ${f.room}/${f.name}`;
   return `${type} ${where} ${f.value ? 'on' : 'off'}`;
 }
 
@@ -326,6 +337,7 @@ function renderState(st) {
     }
     total += roomListeners;
     view.listeners.textContent = `${roomListeners} listener${roomListeners === 1 ? '' : 's'}`;
+    renderOutputs(view, r);
   }
   renderServer(st.server || {}, total);
   if (st.alerts) {
@@ -341,8 +353,12 @@ function buildRooms(rooms) {
   const els = rooms.map((r) => {
     const el = ui.roomTpl.content.firstElementChild.cloneNode(true);
     el.dataset.room = r.id;
-    const view = { el, title: el.querySelector('.room-title'), stage: el.querySelector('.stage'),
-      listeners: el.querySelector('.room-listeners'), strips: new Map() };
+    const view = { el, room: r.id, title: el.querySelector('.room-title'), stage: el.querySelector('.stage'),
+      listeners: el.querySelector('.room-listeners'), strips: new Map(),
+      outPanel: el.querySelector('.outputs'), outList: el.querySelector('.output-list'),
+      outNone: el.querySelector('.outputs-none'), outAnnounce: el.querySelector('.outputs-announce'),
+      outputs: new Map(), outKey: null };
+    view.outPanel.setAttribute('aria-label', `Outputs of room ${r.id}`);
     const strips = el.querySelector('.strips');
     const booths = list(r.booths, 'lang');
     for (const ch of list(r.channels, 'lang')) {
@@ -547,6 +563,162 @@ function updateStrip(s, ch, booth) {
   }
 }
 
+// ---- outputs: recording and restreams -------------------------------------
+
+const RUNNING = new Set(['starting', 'live', 'retrying']); // the crew wants it on: the button stops it
+const KIND_LABEL = { recording: 'to disk', rtmp: 'RTMP', srt: 'SRT' };
+const outKeyOf = (o) => `${o.kind === 'recording' ? 'recording' : 'restream'}:${o.name}`;
+let confirming = null; // the output card whose Stop waits for the confirm dialog
+
+// "Recording" or "restream yt (RTMP, hy)": for labels, the confirm and announcements.
+function outputLabel(c) {
+  if (c.isRec) return 'Recording';
+  const bits = [KIND_LABEL[c.kind] || c.kind, c.lang].filter(Boolean).join(', ');
+  return `restream ${c.name}${bits ? ` (${bits})` : ''}`;
+}
+
+function fmtFor(sec) {
+  if (sec < 60) return `${sec} s`;
+  return fmtUptime(sec).replace(/^0m /, '');
+}
+
+function renderOutputs(view, r) {
+  if (!('outputs' in r)) { view.outPanel.hidden = true; return; } // a server without outputs
+  const outs = list(r.outputs, 'name').filter((o) => o && o.name);
+  view.outPanel.hidden = false;
+  const key = JSON.stringify(outs.map((o) => [o.name, o.kind, o.lang]));
+  if (key !== view.outKey) {
+    view.outKey = key;
+    const keep = new Map();
+    const els = outs.map((o) => {
+      const k = outKeyOf(o);
+      let c = view.outputs.get(k);
+      if (!c || c.kind !== o.kind || c.lang !== (o.lang || '')) c = buildOutput(view, o);
+      keep.set(k, c);
+      return c.el;
+    });
+    if (confirming && confirming.view === view && keep.get(confirming.key) !== confirming) ui.confirm.close('');
+    view.outputs = keep;
+    view.outList.replaceChildren(...els);
+    view.outNone.textContent = outs.length ? '' : 'none configured for this room';
+  }
+  const changes = [];
+  for (const o of outs) {
+    const c = view.outputs.get(outKeyOf(o));
+    if (c) { const ch = updateOutput(c, o); if (ch) changes.push(ch); }
+  }
+  // Screen readers hear state changes, not the per-second counters.
+  if (changes.length) view.outAnnounce.textContent = `${view.room}: ${changes.join('. ')}`;
+}
+
+function buildOutput(view, o) {
+  const el = ui.outputTpl.content.firstElementChild.cloneNode(true);
+  const q = (sel) => el.querySelector(sel);
+  const isRec = o.kind === 'recording';
+  const c = {
+    el, view, room: view.room, name: o.name, kind: o.kind, lang: o.lang || '', isRec, key: outKeyOf(o),
+    busy: new Set(), o, state: null, lastFile: null,
+    badge: q('.out-state'), since: q('.out-since'), target: q('.out-target-val'), targetK: q('.out-k'),
+    kbps: q('.out-kbps'), bytes: q('.out-bytes'), reconnects: q('.out-reconnects'), dropped: q('.out-dropped'),
+    file: q('.out-file'), error: q('.out-error'), btn: q('.out-toggle'), result: q('.result'),
+  };
+  el.dataset.room = view.room;
+  el.dataset.name = o.name;
+  el.dataset.kind = o.kind;
+  const nameEl = q('.out-name');
+  nameEl.id = `out-${view.room}-${isRec ? 'rec' : 'rs'}-${o.name}`;
+  nameEl.textContent = isRec ? 'Recording' : o.name;
+  el.setAttribute('aria-labelledby', nameEl.id);
+  q('.out-kind').textContent = [isRec ? KIND_LABEL.recording : KIND_LABEL[o.kind] || o.kind,
+    o.lang ? o.lang.toUpperCase() : ''].filter(Boolean).join(' · ');
+  c.targetK.textContent = isRec ? 'into' : 'to';
+  c.btn.addEventListener('click', () => {
+    if (c.busy.size) return; // the last press is still on its way
+    const st = c.o.state;
+    const value = !RUNNING.has(st);
+    if (!value && st === 'live') { askStop(c); return; }
+    sendOutput(c, value);
+  });
+  return c;
+}
+
+function sendOutput(c, value) {
+  const type = c.isRec ? 'record' : 'restream';
+  const fields = c.isRec ? { room: c.room, value } : { room: c.room, name: c.name, value };
+  c.busy.add(type);
+  setToggle(c);
+  if (act(type, fields, c) === null) { c.busy.delete(type); setToggle(c); }
+}
+
+function setToggle(c) {
+  const on = RUNNING.has(c.o.state);
+  const verb = on ? 'Stop' : 'Start';
+  c.btn.textContent = verb;
+  c.btn.dataset.action = on ? 'stop' : 'start';
+  c.btn.setAttribute('aria-label', `${verb} ${c.isRec ? `recording room ${c.room}` : outputLabel(c)}`);
+  // aria-disabled, not disabled: a keyboard user's focus stays on the button.
+  c.btn.setAttribute('aria-disabled', String(c.busy.size > 0));
+}
+
+// Returns a sentence for the live region when the state changed, else ''.
+function updateOutput(c, o) {
+  c.o = o;
+  const st = o.state || 'unknown';
+  const prev = c.state;
+  c.state = st;
+  c.el.dataset.state = st;
+  c.badge.dataset.state = st;
+  c.badge.textContent = st;
+  const since = num(o.since);
+  c.since.textContent = since > 0 ? `for ${fmtFor(Math.max(0, Math.round(Date.now() / 1000 - since)))}` : '';
+  c.since.title = since > 0 ? `${st} since ${clock(since)}` : '';
+  c.target.textContent = o.target || '–'; // as sent: the server masks stream keys
+  const kbps = num(o.kbps);
+  c.kbps.textContent = kbps !== null && (kbps > 0 || st === 'live') ? `${kbps.toFixed(0)} kbit/s` : '– kbit/s';
+  c.bytes.textContent = `· ${num(o.bytes) ? fmtBytes(o.bytes) : '0 KiB'}`;
+  const rc = num(o.reconnects) ?? 0;
+  const dr = num(o.dropped) ?? 0;
+  c.reconnects.textContent = `· ${rc} reconnect${rc === 1 ? '' : 's'}`;
+  c.reconnects.dataset.bad = String(rc > 0);
+  c.dropped.textContent = `· ${dr} dropped`;
+  c.dropped.dataset.bad = String(dr > 0);
+  if (o.file) c.lastFile = o.file;
+  const file = o.file || c.lastFile;
+  c.file.hidden = !c.isRec || !file;
+  c.file.textContent = o.file ? `writing ${o.file}` : file ? `last file ${file}` : '';
+  c.file.dataset.current = String(!!o.file);
+  c.error.hidden = !o.error;
+  c.error.textContent = o.error || '';
+  setToggle(c);
+  if (prev === null || prev === st) return '';
+  return `${outputLabel(c)} ${st}${o.error ? `: ${o.error}` : ''}`;
+}
+
+function askStop(c) {
+  confirming = c;
+  const label = outputLabel(c);
+  if (c.isRec) {
+    ui.confirmTitle.textContent = `Stop recording room ${c.room}?`;
+    ui.confirmText.textContent = `The recording is live${c.o.file ? `, writing ${c.o.file}` : ''}. Stopping closes the file; Start begins a new one.`;
+    ui.confirmStop.textContent = 'Stop recording';
+  } else {
+    ui.confirmTitle.textContent = `Stop the live ${label}?`;
+    ui.confirmText.textContent = `Room ${c.room} is live to ${c.o.target || 'the platform'}. Stopping ends the stream for everyone watching it there.`;
+    ui.confirmStop.textContent = 'Stop restream';
+  }
+  ui.confirm.returnValue = '';
+  ui.confirm.showModal();
+  ui.confirmKeep.focus(); // the safe choice is the default: Enter or Escape keeps it running
+}
+
+ui.confirm.addEventListener('close', () => {
+  const c = confirming;
+  confirming = null;
+  if (!c || !c.el.isConnected) return;
+  if (ui.confirm.returnValue === 'stop') sendOutput(c, false);
+  c.btn.focus();
+});
+
 function fmtUptime(sec) {
   if (num(sec) === null) return '–';
   const d = Math.floor(sec / 86400);
@@ -630,11 +802,17 @@ function renderAlerts() {
     li.append(head, msg);
     return li;
   }));
-  // Flag the strips that have an active alert.
-  for (const v of roomViews.values()) for (const s of v.strips.values()) s.el.dataset.alert = 'false';
+  // Flag the strips (and outputs) that have an active alert.
+  for (const v of roomViews.values()) {
+    for (const s of v.strips.values()) s.el.dataset.alert = 'false';
+    for (const c of v.outputs.values()) c.el.dataset.alert = 'false';
+  }
   for (const a of active) {
-    const s = roomViews.get(a.room)?.strips.get(a.lang || a.booth);
-    if (s) s.el.dataset.alert = 'true';
+    const v = roomViews.get(a.room);
+    // restream-down carries the restream's name in `lang`; recording-failed is the room's recording.
+    const target = a.kind === 'restream-down' ? v?.outputs.get(`restream:${a.lang}`)
+      : a.kind === 'recording-failed' ? v?.outputs.get('recording:record') : v?.strips.get(a.lang || a.booth);
+    if (target) target.el.dataset.alert = 'true';
   }
 }
 

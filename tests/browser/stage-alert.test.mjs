@@ -26,12 +26,11 @@ const ADMIN_TOKEN = 'stage-alert-test-token'; // set with --set server.admin-tok
 const LAPTOP = { viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 };
 const LOST_MAX_MS = 2000; // issue #5: the crew sees the loss within 2 s
 const BACK_MAX_MS = 10000; // generous: a new SRT caller, then the next state message
-// srtsrc (GStreamer 1.22, keep-listening=true) notices the dead sender only
-// after SRT's peer idle timeout (5 s), then reopens its listening socket; a
-// caller that connected before that is accepted by libsrt, then dropped, and
-// ffmpeg fails with an I/O error ~5 s later. So the new sender starts once
-// the old connection is surely gone, as in tests/integration/stage.py.
-const RESTART_AFTER_KILL_MS = 6500;
+// The encoder restarts as OBS would (its reconnect delay is 2 s): stage.c resets
+// srtsrc 1 s after the last packet, so a caller from then on is taken at once
+// (srtsrc alone kept the dead connection for SRT's 5 s peer idle timeout and
+// then dropped any caller waiting; tests/integration/stage.py checks that).
+const RESTART_AFTER_KILL_MS = 1500;
 const STAGE = '.room[data-room="main"] .stage';
 
 let server;

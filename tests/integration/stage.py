@@ -155,6 +155,19 @@ def main():
         time.sleep(6)
         check("RESOLUTION=1280x720" in playlist(port, "master.m3u8"), "master follows the new resolution")
 
+        # the encoder crashes and is restarted 1.5 s later (OBS's reconnect delay is 2 s)
+        ff2.send_signal(signal.SIGKILL)
+        ff2.wait()
+        time.sleep(1.5)
+        ff3 = sender(srt, "640x360", 25)
+        procs.append(ff3)
+        t_restart = time.time()
+        wait_state(port, "lost", 3)
+        took = wait_state(port, "live", 8)
+        took = time.time() - t_restart if took is not None else None
+        check(took is not None and took <= 2.0, "an encoder restarted 1.5 s after a crash: live within 2 s of its start",
+              f"after {took:.2f} s" if took is not None else "never")
+
         r = json.loads(probe.communicate(timeout=40)[0])
         check(r["close_code"] in (1000, -1) and r["closed_by"] != "server" and r["packets"] > 30 * 50 * 0.9,
               "the WebSocket listener stayed connected throughout",
