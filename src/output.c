@@ -123,11 +123,12 @@ set_state (DragomanOutput *o, DragomanOutputState state, const char *error)
 {
   if (o->state == state && g_strcmp0 (o->error, error) == 0)
     return;
-  o->state = state;
   char *old = o->error; /* `error` may be o->error itself */
   o->error = redact (o, error);
   g_free (old);
-  o->since_us = g_get_real_time ();
+  if (o->state != state) /* a new error in the same state keeps its clock */
+    o->since_us = g_get_real_time ();
+  o->state = state;
   if (state == DRAGOMAN_OUTPUT_LIVE)
     o->live_since_us = g_get_monotonic_time ();
   if (o->change_func)
@@ -609,7 +610,8 @@ on_stats (gpointer data)
     }
   }
   /* live once bytes reach the sink: for RTMP that is after the handshake */
-  if (o->pipeline && o->state == DRAGOMAN_OUTPUT_STARTING && bytes > o->last_bytes) {
+  if (o->pipeline && (o->state == DRAGOMAN_OUTPUT_STARTING || o->state == DRAGOMAN_OUTPUT_RETRYING) &&
+      bytes > o->last_bytes) {
     g_autofree char *target = dragoman_output_describe_target (o);
     g_printerr ("room %s: %s %s is live (%s)\n", o->room->id, kind_names[o->kind], o->name, target);
     set_state (o, DRAGOMAN_OUTPUT_LIVE, NULL);
@@ -649,7 +651,11 @@ start_pipeline (DragomanOutput *o, GError **error)
   }
   o->running = TRUE;
   g_mutex_unlock (&o->lock);
-  set_state (o, DRAGOMAN_OUTPUT_STARTING, o->error);
+  /* a retry stays "retrying" (since: the first failure) until it is live again:
+   * a retrying → starting → retrying flap restarted the crew's clock and their
+   * alert at every attempt (helper's finding) */
+  if (o->state != DRAGOMAN_OUTPUT_RETRYING)
+    set_state (o, DRAGOMAN_OUTPUT_STARTING, o->error);
   if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     /* the error is on the bus too; handle it there (retry or fail) */
     GST_WARNING ("%s %s: the pipeline did not start", kind_names[o->kind], o->name);

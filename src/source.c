@@ -1,5 +1,7 @@
 #include "source.h"
 
+#include "fileplayer.h"
+
 #include "config.h"
 
 #include <gst/app/gstappsrc.h>
@@ -192,7 +194,7 @@ dragoman_source_new (const char *pipeline_dir, const char *name, const char *bin
   if (!bin)
     goto failed;
   gst_object_set_name (GST_OBJECT (bin), bin_name);
-  if (!setup_file_loops (GST_BIN (bin), &err))
+  if (!setup_file_loops (GST_BIN (bin), &err) || !dragoman_fileplayer_setup (GST_BIN (bin), &err))
     goto failed;
   if (!ghost (GST_BIN (bin), "audio", TRUE, &err) || !ghost (GST_BIN (bin), "video", FALSE, &err))
     goto failed;

@@ -23,6 +23,13 @@
  * base_time + buffer PTS + onset offset, mapped to CLOCK_REALTIME.  A
  * listener that timestamps the click's arrival gets mouth-to-socket latency.
  *
+ * Clicks in the return feed (--return-clicks): the same detector as
+ * tools/clickbench.c (|x| > 0.15 after 100 ms below 0.0375) on the decoded
+ * return feed; each onset's time is the wall-clock time its decoded buffer
+ * reached the appsink plus the onset's offset in it (clickbench's t_recv +
+ * o_recv). The feed has been through webrtcbin's jitter buffer (--latency).
+ * For floor-to-booth latency: clicks sent into the stage, heard here.
+ *
  * Console script (--actions "T:ACTION[=VALUE],..."): T is seconds after
  * `joined` (or after ICE connected, with --actions-from-ice: steadier on a
  * loaded machine, where DTLS set-up can take seconds).  Protocol actions:
@@ -67,6 +74,8 @@
 #define N_IDENT 6
 #define N_REF 7
 #define CLICK_SAMPLES 96 /* 2 ms burst of 3 kHz, like tools/clickbench.c */
+#define CLICK_THRESHOLD 0.15f /* the return-feed click detector: as tools/clickbench.c */
+#define CLICK_QUIET_MS 100
 
 static const double ident_hz[N_IDENT] = {8000, 8500, 9000, 9500, 10000, 10500};
 static const char *ident_name[N_IDENT] = {"orig", "en", "hy", "az", "ru", "tr"};
@@ -83,7 +92,7 @@ typedef struct {
   char *host, *port, *path, *room, *booth, *token, *name, *actions_spec, *expect_error, *first_message, *ice_ip;
   double freq, volume, click_period_ms, seconds;
   int latency_ms, ice_timeout, expect_close;
-  gboolean json, no_media, actions_from_ice;
+  gboolean json, no_media, actions_from_ice, return_clicks;
   GArray *actions; /* Action */
   /* main loop */
   GMainLoop *loop;
@@ -121,6 +130,9 @@ typedef struct {
   GString *timeline;
   GArray *win_rms, *win_end; /* float dBFS, double s */
   double first_audio_at;
+  gboolean rc_armed;  /* return-feed click detector (appsink thread) */
+  guint rc_quiet;
+  GArray *ret_click_us; /* double: wall µs of each click onset heard in the return feed (under lock) */
   /* webrtcbin stats at the end */
   gint64 st_sent, st_recv, st_lost;
   double st_jitter, st_rtt;
@@ -386,6 +398,24 @@ on_return_sample (GstElement *sink, gpointer data)
     return GST_FLOW_OK;
   const float *f = (const float *)m.data;
   gsize n = m.size / sizeof (float);
+  gint64 arrived_us = g_get_real_time ();
+  if (p->return_clicks) {
+    for (gsize i = 0; i < n; i++) {
+      float a = fabsf (f[i]);
+      if (p->rc_armed && a > CLICK_THRESHOLD) {
+        double at = (double)arrived_us + i * 1e6 / RATE;
+        g_mutex_lock (&p->lock);
+        g_array_append_val (p->ret_click_us, at);
+        g_mutex_unlock (&p->lock);
+        p->rc_armed = FALSE, p->rc_quiet = 0;
+      } else if (a < CLICK_THRESHOLD / 4) {
+        if (++p->rc_quiet >= RATE * CLICK_QUIET_MS / 1000)
+          p->rc_armed = TRUE;
+      } else {
+        p->rc_quiet = 0;
+      }
+    }
+  }
   if (p->nsamples == 0) {
     g_mutex_lock (&p->lock);
     p->first_audio_at = now_s (p);
@@ -1271,6 +1301,12 @@ report (Peer *p)
       g_string_append_printf (o, "%s%.0f", i ? "," : "", g_array_index (p->click_us, double, i));
     g_string_append (o, "]}");
   }
+  if (p->return_clicks) {
+    g_string_append (o, ",\"return_clicks\":{\"arrivals_us\":[");
+    for (guint i = 0; i < p->ret_click_us->len; i++)
+      g_string_append_printf (o, "%s%.0f", i ? "," : "", g_array_index (p->ret_click_us, double, i));
+    g_string_append_printf (o, "],\"jitterbuffer_ms\":%d}", p->latency_ms);
+  }
   put_list (o, "messages", p->messages, TRUE);
   put_list (o, "sent", p->sent, TRUE);
   g_string_append (o, ",\"last_state\":");
@@ -1354,6 +1390,8 @@ main (int argc, char **argv)
        "Count --actions times from ICE connected instead of joined (robust on a loaded machine)", NULL},
       {"seconds", 's', 0, G_OPTION_ARG_DOUBLE, &p.seconds, "Quit this long after joined (default: on quit/drop)", "S"},
       {"latency", 0, 0, G_OPTION_ARG_INT, &p.latency_ms, "webrtcbin jitterbuffer latency, ms (default 50)", "MS"},
+      {"return-clicks", 0, 0, G_OPTION_ARG_NONE, &p.return_clicks,
+       "Detect clicks in the return feed; --json lists their arrival times (return_clicks.arrivals_us)", NULL},
       {"ice-timeout", 0, 0, G_OPTION_ARG_INT, &p.ice_timeout,
        "Fail if ICE is not connected this long after joined (10)", "S"},
       {"ice-ip", 0, 0, G_OPTION_ARG_STRING, &p.ice_ip, "Gather ICE candidates on this address only (127.0.0.1)",
@@ -1400,6 +1438,7 @@ main (int argc, char **argv)
   p.win_rms = g_array_new (FALSE, FALSE, sizeof (float));
   p.win_end = g_array_new (FALSE, FALSE, sizeof (double));
   p.click_us = g_array_new (FALSE, FALSE, sizeof (double));
+  p.ret_click_us = g_array_new (FALSE, FALSE, sizeof (double));
   for (int i = 0; i < WIN; i++)
     p.window[i] = 0.5 - 0.5 * cos (2 * G_PI * i / WIN);
   p.t0_mono = g_get_monotonic_time (), p.wall_start_us = g_get_real_time ();

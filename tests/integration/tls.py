@@ -99,17 +99,22 @@ def main():
     port = free_port()
     log = open(os.path.join(ROOT, "build/test-artifacts/tls-server.log"), "w")
     srv = subprocess.Popen([DRAGOMAN, "--set", f"server.port={port}", "--set", f"server.tls-cert={crt}",
-                            "--set", f"server.tls-key={key}"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                            "--set", f"server.tls-key={key}", "--set", f"server.hls-dir={tmp}/hls"],
+                           stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     trust = ssl.create_default_context(cafile=crt)
     try:
         t0 = time.time()
-        while time.time() - t0 < 15:
+        while time.time() - t0 < 15 and srv.poll() is None:
             try:
                 if https(trust, port, "/healthz")[0] == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
+        if srv.poll() is not None:
+            log.flush()
+            sys.exit(f"FAIL: the TLS server exited ({srv.returncode}): "
+                     + open(os.path.join(ROOT, "build/test-artifacts/tls-server.log")).read()[-600:])
         status, headers, body, alpn = https(trust, port, "/healthz")
         check(status == 200 and body.startswith(b"ok"), "https://127.0.0.1/healthz: 200 ok, certificate verified",
               f"{status}")

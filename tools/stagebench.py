@@ -1,0 +1,582 @@
+#!/usr/bin/env python3
+"""The SRT stage under load, and the latency from the floor to the hall's ears.
+
+One server on configs/conference.ini (SRT stage, five browser booths; free HTTP
+and SRT ports, no recording, its own HLS directory), fed by ffmpeg the way an AV
+crew's encoder feeds it: MPEG-TS over SRT (caller), H.264 1920x1080 30 fps
+4 Mbit/s (libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p) and
+AAC 128 kbit/s mono 48 kHz.  The video is encoded once with exactly those
+settings (build/bench-media/, 10 s, looped with -stream_loop -c copy): encoding
+1080p30 live costs ~0.4 core of this machine's two, which would be taken from the
+server being measured; the bytes on the wire are the same.  The audio is encoded
+live from a click track (lavfi aevalsrc: a 2 ms burst of 3 kHz every 501.3 ms,
+as tools/clickbench.c), one AAC frame per PES (-pes_payload_size 0) and every
+packet flushed to SRT at once (-flush_packets 1).
+
+Measured:
+  cpu          the server process only (utime+stime from /proc/PID/stat over the
+               window, % of one core; VmRSS at its end), stage live, nobody
+               listening: with HLS (the conference's default) and again on a fresh
+               server with `room main.hls=false`.  ffmpeg's own CPU beside it.
+  floor_to_ear click k sent into the stage's floor → heard by a /ws/listen client
+               on `orig` (build/clickbench --listen-only: arrival of the
+               WebSocket message carrying the onset + the onset's offset in it).
+  floor_to_booth the same click heard in a browser booth's WebRTC return feed
+               (build/boothpeer --return-clicks on booth `en`, which listens to
+               the floor; decoded after the peer's own jitter buffer, stated).
+  floor_to_hls when the HLS segment holding click k appears in the `orig` audio
+               playlist (polled every 50 ms; the segment is fetched and decoded to
+               find which clicks it holds).  A player starts further back still
+               (hls.js: 3 segments behind the live edge).
+
+The send time of click k: ffmpeg sends to SRT through a UDP relay of ours
+(SrtRelay), which parses the MPEG-TS inside SRT's data packets and keeps the
+kernel receive timestamp (SO_TIMESTAMPNS) of the first datagram carrying each
+AAC frame (PES, keyed by PTS).  AAC in MPEG-TS carries no encoder-delay field, so
+a decoder (the server's avdec_aac, or ffmpeg) puts input sample n at the first
+frame's PTS + 1024 + n (checked with this ffmpeg: a click generated at sample n
+decodes at 1024 + n + 11, the 11 being the detector's threshold crossing, the
+same in clickbench).  So:
+
+  send_k = wire time of the AAC frame whose decoded span holds the click's onset
+           + the onset's offset in that frame
+
+clickbench's definition (packet departure + onset offset): a relay that
+forwarded the frames untouched would score 0, and the sender's own AAC
+look-ahead and muxing are not counted.  What is counted: SRT's latency (TSBPD
+holds every packet until its send time + latency-ms), tsdemux, AAC decode, the
+floor's failover selector, the channel mixer (10 ms), the Opus frame and
+look-ahead, the fan-out and the socket.  Reference error: the relay's receive
+timestamp is the kernel's, µs after ffmpeg's sendmsg on loopback; SRT maps the
+sender's clock to the receiver's at the handshake, which the relay forwarded
+after a scheduling delay (sub-ms on an idle machine, a few ms on a busy one):
+that shifts the whole run by the same amount.  Reported: spread of the sender's
+own pacing (wire time − PTS) as `sender_jitter_ms`.
+
+Usage: tools/stagebench.py [--quick] [--json]  (bench.py imports run()).
+"""
+import array, bisect, json, os, re, selectors, signal, socket, struct, subprocess, sys, threading, time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+B = os.path.join(ROOT, "build")
+ART = os.path.join(B, "test-artifacts")
+MEDIA = os.path.join(B, "bench-media")
+
+RATE = 48000
+PERIOD_MS = 501.3
+PERIOD = RATE * PERIOD_MS / 1000          # samples
+AAC_FRAME = 1024
+TICKS = 90000 / RATE                      # MPEG-TS PTS ticks per sample
+SRT_LATENCY_MS = 120                      # configs/conference.ini [stage main] latency-ms
+CLICK_EXPR = ("0.6*sin(2*PI*3000*t)*sin(PI*mod(t,{p})/0.002)*lt(mod(t,{p}),0.002)"
+              .format(p=PERIOD_MS / 1000))
+VIDEO = {"size": "1920x1080", "rate": 30, "bitrate": "4M", "gop": 60, "preset": "veryfast", "seconds": 10}
+BOOTH, BOOTH_TOKEN = "en", "change-me-en-booth"   # configs/conference.ini [booth main/en]
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return round(xs[min(len(xs) - 1, max(0, int(-(-q * len(xs) // 1)) - 1))], 1)
+
+
+def stats(xs):
+    return {"p50": pct(xs, 0.5), "p95": pct(xs, 0.95), "p99": pct(xs, 0.99),
+            "min": round(min(xs), 1) if xs else None, "max": round(max(xs), 1) if xs else None}
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class CpuWindow:
+    """CPU % of one core of each pid between start() and stop()"""
+    def __init__(self, pids):
+        self.pids = pids
+
+    def start(self):
+        self.t0, self.c0 = time.monotonic(), {p: cpu_ticks(p) for p in self.pids}
+
+    def stop(self):
+        dt = time.monotonic() - self.t0
+        hz = os.sysconf("SC_CLK_TCK")
+        return {p: round(100.0 * (cpu_ticks(p) - self.c0[p]) / hz / dt, 1) for p in self.pids}, round(dt, 2)
+
+
+# ---- the relay: SRT's UDP through us, the AAC frames' wire times noted -------
+
+class SrtRelay(threading.Thread):
+    """UDP relay between an SRT caller (ffmpeg) and the server's SRT listener.
+    Notes the kernel receive time of the first datagram carrying each audio PES
+    (the PMT's AAC stream), keyed by PTS. SRT is indifferent to the relay: its
+    handshake carries socket ids, not addresses that must match."""
+
+    def __init__(self, target_port):
+        super().__init__(daemon=True)
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(("127.0.0.1", target_port))
+        for s in (self.front, self.back):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.front.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.caller = None
+        self.stop_flag = False
+        self.lock = threading.Lock()
+        self.audio_wire = {}       # PTS → wire time (µs since the epoch)
+        self.pmt_pid = self.audio_pid = self.video_pid = None
+        self.seen_seq = set()
+        self.datagrams = self.bytes = self.retransmits = 0
+        self.max_hold_us = 0       # our own forwarding delay (receive → sent on)
+
+    def run(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.front, selectors.EVENT_READ, "front")
+        sel.register(self.back, selectors.EVENT_READ, "back")
+        while not self.stop_flag:
+            for key, _ in sel.select(0.2):
+                try:
+                    if key.data == "front":
+                        data, anc, _, addr = self.front.recvmsg(65536, socket.CMSG_SPACE(16))
+                        self.caller = addr
+                        try:
+                            self.back.send(data)
+                        except OSError:
+                            pass
+                        wire = None
+                        for level, kind, blob in anc:
+                            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                                sec, nsec = struct.unpack("qq", blob[:16])
+                                wire = sec * 1000000 + nsec // 1000
+                        if wire is None:
+                            wire = time.time_ns() // 1000
+                        self.max_hold_us = max(self.max_hold_us, time.time_ns() // 1000 - wire)
+                        self.parse(data, wire)
+                    else:
+                        data = self.back.recv(65536)
+                        if self.caller:
+                            self.front.sendto(data, self.caller)
+                except OSError:
+                    pass
+
+    def parse(self, d, wire):
+        if len(d) < 16 or d[0] & 0x80:          # SRT control packet
+            return
+        self.datagrams += 1
+        self.bytes += len(d)
+        seq = struct.unpack(">I", d[:4])[0]
+        if seq in self.seen_seq:
+            self.retransmits += 1
+            return
+        self.seen_seq.add(seq)
+        for off in range(16, len(d) - 187, 188):
+            ts = d[off:off + 188]
+            if ts[0] != 0x47:
+                break
+            pid = (ts[1] & 0x1F) << 8 | ts[2]
+            pusi = ts[1] & 0x40
+            afc = (ts[3] >> 4) & 3
+            p = 4 + (1 + ts[4] if afc & 2 else 0)
+            if not (afc & 1) or p >= 188 or not pusi:
+                continue
+            pl = ts[p:]
+            if pid == 0:                        # PAT → the first programme's PMT
+                sec = pl[1 + pl[0]:]
+                if len(sec) >= 16:
+                    self.pmt_pid = (sec[10] & 0x1F) << 8 | sec[11]
+            elif pid == self.pmt_pid:           # PMT → the AAC and H.264 streams
+                sec = pl[1 + pl[0]:]
+                slen = (sec[1] & 0x0F) << 8 | sec[2]
+                i = 12 + ((sec[10] & 0x0F) << 8 | sec[11])
+                while i + 5 <= min(len(sec), 3 + slen - 4):
+                    st, epid = sec[i], (sec[i + 1] & 0x1F) << 8 | sec[i + 2]
+                    if st == 0x0F and self.audio_pid is None:
+                        self.audio_pid = epid
+                    elif st == 0x1B and self.video_pid is None:
+                        self.video_pid = epid
+                    i += 5 + ((sec[i + 3] & 0x0F) << 8 | sec[i + 4])
+            elif pid == self.audio_pid and pl[:3] == b"\x00\x00\x01" and len(pl) >= 14 and pl[7] & 0x80:
+                h = pl[9:14]
+                pts = ((h[0] >> 1) & 7) << 30 | h[1] << 22 | (h[2] >> 1) << 15 | h[3] << 7 | h[4] >> 1
+                with self.lock:
+                    self.audio_wire.setdefault(pts, wire)
+
+    def frames(self):
+        with self.lock:
+            return sorted(self.audio_wire.items())
+
+    def close(self):
+        self.stop_flag = True
+        self.join(2)
+        self.front.close()
+        self.back.close()
+
+
+class Clicks:
+    """The click schedule in the stream: the AAC frames' wire times → send time of click k"""
+
+    def __init__(self, frames):
+        self.frames = frames                      # [(pts, wire_us)] sorted
+        self.pts = [p for p, _ in frames]
+        self.first = frames[0][0] if frames else 0
+        # the sender's pacing: wire − PTS per frame, relative to its least delayed frame
+        d = [w - p * 1000000 / 90000 for p, w in frames]
+        self.pacing_ms = [(x - min(d)) / 1000 for x in d] if d else []
+
+    def send_us(self, k):
+        """wire time of click k's onset (None if its frame was not seen)"""
+        t = self.first + (AAC_FRAME + k * PERIOD) * TICKS     # the onset's PTS as decoded
+        i = bisect.bisect_right(self.pts, t) - 1
+        if i < 0 or t - self.pts[i] >= AAC_FRAME * TICKS + 1:
+            return None
+        return self.frames[i][1] + (t - self.pts[i]) * 1000000 / 90000
+
+    def sends(self, after_us=0, before_us=None):
+        """[(k, send µs)] of the clicks whose frames were seen, sent in [after_us, before_us]"""
+        if not self.pts:
+            return []
+        last = int(((self.pts[-1] - self.first) / TICKS - AAC_FRAME) / PERIOD) + 1
+        out = []
+        for k in range(max(0, last)):
+            s = self.send_us(k)
+            if s is not None and s >= after_us and (before_us is None or s <= before_us):
+                out.append((k, s))
+        return out
+
+
+def match(sends, arrivals_us):
+    """each sent click → the first arrival in [send, send + 0.8 period): latency in ms"""
+    arr = sorted(arrivals_us)
+    lat = {}
+    for k, s in sends:
+        i = bisect.bisect_left(arr, s)
+        if i < len(arr) and arr[i] - s < PERIOD_MS * 800:
+            lat[k] = (arr[i] - s) / 1000
+    return lat
+
+
+def detect_clicks(pcm):
+    """clickbench's detector on S16 samples: sample index of each onset"""
+    out, armed, quiet = [], False, 0
+    hi, lo = int(0.15 * 32768), int(0.15 / 4 * 32768)
+    for i, v in enumerate(pcm):
+        a = -v if v < 0 else v
+        if armed and a > hi:
+            out.append(i)
+            armed, quiet = False, 0
+        elif a < lo:
+            quiet += 1
+            if quiet >= RATE // 10:
+                armed = True
+        else:
+            quiet = 0
+    return out
+
+
+# ---- HLS: when does the segment holding click k appear? ---------------------
+
+class HlsWatch(threading.Thread):
+    def __init__(self, port, rendition="audio-orig", poll_s=0.05):
+        super().__init__(daemon=True)
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/hls/main/{rendition}.m3u8"
+        self.poll_s = poll_s
+        self.stop_flag = False
+        self.segments = {}   # name → {"appeared_us", "pdt_us", "duration", "data"}
+        self.polls = self.errors = 0
+
+    def run(self):
+        while not self.stop_flag:
+            t0 = time.time()
+            try:
+                pl = urllib.request.urlopen(self.url, timeout=2).read().decode()
+                seen = time.time_ns() // 1000
+                self.polls += 1
+                pdt = dur = None
+                for line in pl.splitlines():
+                    if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+                        pdt = iso_us(line.split(":", 1)[1])
+                    elif line.startswith("#EXTINF:"):
+                        dur = float(line[8:].split(",")[0])
+                    elif line and not line.startswith("#"):
+                        name = line.rsplit("/", 1)[1]
+                        if name not in self.segments and self.polls > 1:   # not those there before we looked
+                            self.segments[name] = {"appeared_us": seen, "pdt_us": pdt, "duration": dur,
+                                                   "url": self.base + line}
+                        elif name not in self.segments:
+                            self.segments[name] = None
+                for s in list(self.segments.values()):
+                    if s and "data" not in s:
+                        s["data"] = urllib.request.urlopen(s["url"], timeout=3).read()
+            except OSError:
+                self.errors += 1
+            time.sleep(max(0, self.poll_s - (time.time() - t0)))
+
+    def close(self):
+        self.stop_flag = True
+        self.join(5)
+
+    def clicks(self):
+        """[(segment appeared µs, click's place in server time µs = PDT + offset)]"""
+        out = []
+        for name, s in sorted(self.segments.items()):
+            if not s or not s.get("data") or s["pdt_us"] is None:
+                continue
+            r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-map", "0:a:0",
+                                "-f", "s16le", "-ac", "1", "-ar", str(RATE), "pipe:1"],
+                               input=s["data"], capture_output=True, timeout=30)
+            pcm = array.array("h", r.stdout[:len(r.stdout) // 2 * 2])
+            for i in detect_clicks(pcm):
+                out.append((s["appeared_us"], s["pdt_us"] + i * 1000000 / RATE, name))
+        return out
+
+
+def iso_us(s):
+    import datetime
+    s = s.strip().replace("Z", "+00:00")
+    return int(datetime.datetime.fromisoformat(s).timestamp() * 1000000)
+
+
+# ---- the server and the sender ----------------------------------------------
+
+def clip():
+    """the stage's video, encoded once: 1080p30 4 Mbit/s H.264 as the brief's encoder makes it"""
+    v = VIDEO
+    path = os.path.join(MEDIA, f"stage-{v['size']}-{v['rate']}fps-{v['bitrate']}-{v['preset']}-g{v['gop']}.mkv")
+    if not os.path.exists(path):
+        os.makedirs(MEDIA, exist_ok=True)
+        tmp = path + ".tmp.mkv"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size={v['size']}:rate={v['rate']}", "-t", str(v["seconds"]),
+                        "-c:v", "libx264", "-preset", v["preset"], "-tune", "zerolatency", "-b:v", v["bitrate"],
+                        "-g", str(v["gop"]), "-pix_fmt", "yuv420p", "-an", tmp], check=True, timeout=300)
+        os.replace(tmp, path)
+    return path
+
+
+def sender_cmd(port, video):
+    return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+            "-re", "-stream_loop", "-1", "-i", video,
+            "-re", "-f", "lavfi", "-i", f"aevalsrc='{CLICK_EXPR}':s={RATE}:c=mono",
+            "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+            "-f", "mpegts", "-pes_payload_size", "0", "-flush_packets", "1",
+            f"srt://127.0.0.1:{port}?mode=caller&latency={SRT_LATENCY_MS * 1000}&pkt_size=1316"]
+
+
+class Stage:
+    """build/dragoman on configs/conference.ini, an SRT sender through the relay"""
+
+    def __init__(self, hls=True, relay=True):
+        self.port, self.srt = free_port(), free_port(socket.SOCK_DGRAM)
+        os.makedirs(ART, exist_ok=True)
+        sets = [f"server.port={self.port}", f"stage main.port={self.srt}",
+                f"stage main.latency-ms={SRT_LATENCY_MS}", f"server.hls-dir={ART}/hls-{self.port}",
+                "record main.autostart=false", f"record main.dir={ART}/rec-{self.port}",
+                "webrtc.ice-addresses=127.0.0.1"]
+        if not hls:
+            sets.append("room main.hls=false")
+        args = [os.path.join(B, "dragoman"), "--config", "configs/conference.ini"]
+        for s in sets:
+            args += ["--set", s]
+        self.log = open(os.path.join(ART, f"stagebench-server-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.relay = self.sender = None
+        self.sender_log = None
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dragoman exited {self.proc.returncode}: see {self.log.name}")
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read().startswith(b"ok"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the stage server did not become healthy")
+        if relay:
+            self.relay = SrtRelay(self.srt)
+            self.relay.start()
+
+    def state(self):
+        rooms = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/rooms", timeout=2).read())
+        return rooms["rooms"][0]["stage"]["state"]
+
+    def send(self, video):
+        port = self.relay.port if self.relay else self.srt
+        self.sender_log = open(os.path.join(ART, f"stagebench-ffmpeg-{self.port}.log"), "w")
+        self.sender = subprocess.Popen(sender_cmd(port, video), cwd=ROOT, stdout=subprocess.DEVNULL,
+                                       stderr=self.sender_log)
+        t0 = time.time()
+        while time.time() - t0 < 15:
+            if self.sender.poll() is not None:
+                raise RuntimeError(f"ffmpeg exited {self.sender.returncode}: see {self.sender_log.name}")
+            try:
+                if self.state() == "live":
+                    return time.time() - t0
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the stage did not go live")
+
+    def stop(self):
+        for p in (self.sender, self.proc):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if self.relay:
+            self.relay.close()
+        for f in (self.log, self.sender_log):
+            if f:
+                f.close()
+
+
+def cpu_run(stage, seconds, warmup):
+    time.sleep(warmup)
+    live_before = stage.state() == "live"
+    w = CpuWindow([stage.proc.pid, stage.sender.pid])
+    w.start()
+    time.sleep(seconds)
+    cpu, dt = w.stop()
+    return {"seconds": dt, "server_cpu_pct": cpu[stage.proc.pid], "server_rss_kib": rss_kib(stage.proc.pid),
+            "sender_cpu_pct": cpu[stage.sender.pid], "stage_live_throughout": live_before and stage.state() == "live"}
+
+
+def latency_run(stage, seconds, booth_latency_ms):
+    """clicks → orig listener, booth return feed, HLS playlist; all at once"""
+    listen = subprocess.Popen([os.path.join(B, "clickbench"), "--url",
+                               f"ws://127.0.0.1:{stage.port}/ws/listen?room=main&lang=orig",
+                               "--listen-only", str(int(seconds) + 2)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    peer_log = open(os.path.join(ART, f"stagebench-boothpeer-{stage.port}.log"), "w")
+    peer = subprocess.Popen([os.path.join(B, "boothpeer"), "--url",
+                             f"ws://127.0.0.1:{stage.port}/ws/booth?room=main&booth={BOOTH}",
+                             "--token", BOOTH_TOKEN, "--name", "stagebench", "--volume", "0",
+                             "--latency", str(booth_latency_ms), "--return-clicks",
+                             "--seconds", str(int(seconds) + 2), "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=peer_log, text=True)
+    hls = HlsWatch(stage.port)
+    hls.start()
+    t_start = time.time_ns() // 1000
+    try:
+        arrivals = json.loads(listen.communicate(timeout=seconds + 60)[0])["arrivals_us"]
+        peer_out = peer.communicate(timeout=seconds + 60)[0]
+    finally:
+        for p in (listen, peer):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        peer_log.close()
+        hls.close()
+    t_end = time.time_ns() // 1000
+    try:
+        pj = json.loads(peer_out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        pj = {"ok": False, "errors": ["no JSON from boothpeer"]}
+    frames = stage.relay.frames()
+    ck = Clicks(frames)
+    res = {"srt_latency_ms": SRT_LATENCY_MS, "click_period_ms": PERIOD_MS,
+           "sender_jitter_ms": {"p50": pct(ck.pacing_ms, 0.5), "p99": pct(ck.pacing_ms, 0.99),
+                                "max": pct(ck.pacing_ms, 1.0)},
+           "relay": {"datagrams": stage.relay.datagrams, "retransmits": stage.relay.retransmits,
+                     "audio_frames": len(frames), "max_hold_ms": round(stage.relay.max_hold_us / 1000, 2)}}
+
+    # the orig listener: skip the first second (connect, burst) and the last (it stops listening)
+    sends = ck.sends(t_start + 1500000, t_end - 3000000)
+    lat = match(sends, arrivals)
+    res["floor_to_ear"] = {"clicks_sent": len(sends), "clicks_timed": len(lat), "lang": "orig",
+                           "latency_ms": stats(list(lat.values()))}
+
+    # the booth: from ICE connected + 1 s (its return feed starts then)
+    rc = pj.get("return_clicks", {}).get("arrivals_us", [])
+    ice_at = pj.get("ice_connected_at_s")
+    b_from = pj.get("wall_start_us", t_start) + int(((ice_at if ice_at is not None else 5) + 1) * 1e6)
+    bsends = [(k, s) for k, s in ck.sends(b_from, t_end - 3000000)]
+    blat = match(bsends, rc)
+    res["floor_to_booth"] = {"clicks_sent": len(bsends), "clicks_timed": len(blat), "booth": BOOTH,
+                             "peer_jitterbuffer_ms": booth_latency_ms, "ice_connected": pj.get("ice_connected"),
+                             "peer_ok": pj.get("ok"), "peer_errors": pj.get("errors", [])[:3],
+                             "latency_ms": stats(list(blat.values()))}
+
+    # HLS: each click found in a segment → the segment's appearance − the click's send time
+    hclicks = hls.clicks()
+    allsends = ck.sends()
+    s_times = [s for _, s in allsends]
+    h_lat, pdt_err = [], []
+    for appeared, at, name in hclicks:
+        i = bisect.bisect_right(s_times, at) - 1     # the latest click sent before its place in the segment
+        if i < 0 or at - s_times[i] > PERIOD_MS * 800:
+            continue
+        h_lat.append((appeared - s_times[i]) / 1000)
+        pdt_err.append((at - s_times[i]) / 1000)
+    segs = [s for s in hls.segments.values() if s]
+    res["floor_to_hls"] = {"segments_seen": len(segs), "clicks_timed": len(h_lat), "poll_ms": hls.poll_s * 1000,
+                           "segment_s": round(sum(s["duration"] for s in segs) / len(segs), 3) if segs else None,
+                           "latency_ms": stats(h_lat),
+                           "pdt_minus_send_ms": {"p50": pct(pdt_err, 0.5), "min": pct(pdt_err, 0.0),
+                                                 "max": pct(pdt_err, 1.0)}}
+    return res
+
+
+def run(quick=False, log=print):
+    video = clip()
+    cpu_s, warm_s = (5, 3) if quick else (15, 5)
+    lat_s = 14 if quick else 60
+    out = {"config": "configs/conference.ini (SRT stage, 5 browser booths)",
+           "sender": {"video": f"H.264 {VIDEO['size']} {VIDEO['rate']} fps {VIDEO['bitrate']}bit/s "
+                               f"(libx264 {VIDEO['preset']} zerolatency, GOP {VIDEO['gop']}; encoded once, "
+                               f"sent with -re -stream_loop -c copy)",
+                      "audio": "AAC 128 kbit/s mono 48 kHz, encoded live (click track)",
+                      "command": " ".join(sender_cmd("PORT", os.path.relpath(video, ROOT)))},
+           "cpu": []}
+    st = Stage(hls=True)
+    try:
+        out["stage_live_after_s"] = round(st.send(video), 2)
+        c = cpu_run(st, cpu_s, warm_s)
+        c["hls"] = True
+        out["cpu"].append(c)
+        log(f"stage CPU with HLS: {c}")
+        out.update(latency_run(st, lat_s, booth_latency_ms=20))
+    finally:
+        st.stop()
+    st = Stage(hls=False, relay=False)
+    try:
+        st.send(video)
+        c = cpu_run(st, cpu_s, warm_s)
+        c["hls"] = False
+        out["cpu"].append(c)
+        log(f"stage CPU without HLS: {c}")
+    finally:
+        st.stop()
+    return out
+
+
+if __name__ == "__main__":
+    r = run(quick="--quick" in sys.argv, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(r, indent=None if "--json" in sys.argv else 1))
