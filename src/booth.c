@@ -33,7 +33,9 @@ struct _DragomanInterpreter {
 
 struct _DragomanBooth {
   const DragomanBoothConfig *config;
-  DragomanChannel *channel; /* borrowed from the room */
+  DragomanChannel *channel; /* borrowed from the room: the booth's own (output A) */
+  DragomanChannel *out;     /* where its voice goes: its own, or another (retour, output B) */
+  char *out_lang;
   DragomanRoom *room;
   GstElement *selector; /* browser booths: the live interpreter's pad is active */
   gboolean on_air, cough;
@@ -58,6 +60,8 @@ dragoman_booth_new (const DragomanBoothConfig *config, DragomanChannel *channel,
   DragomanBooth *b = g_new0 (DragomanBooth, 1);
   b->config = config;
   b->channel = channel;
+  b->out = channel;
+  b->out_lang = g_strdup (config->lang);
   b->room = room;
   b->interpreters = g_ptr_array_new ();
   return b;
@@ -88,6 +92,7 @@ dragoman_booth_free (DragomanBooth *b)
   for (guint k = 0; k < b->interpreters->len; k++)
     interpreter_free (b->interpreters->pdata[k]);
   g_ptr_array_unref (b->interpreters);
+  g_free (b->out_lang);
   g_free (b);
 }
 
@@ -100,10 +105,57 @@ dragoman_booth_set_source (DragomanBooth *b, GstElement *bin)
     gst_object_unref (b->selector); /* the pipeline keeps it alive as long as we do */
 }
 
+/* the booth's state onto the channel it outputs to, if that channel carries it
+ * (a booth whose channel is taken by another booth's retour drives nothing) */
 static void
 apply (DragomanBooth *b)
 {
-  dragoman_channel_set_input (b->channel, b->on_air, b->cough || b->crew_mute, GST_CLOCK_TIME_NONE);
+  DragomanBooth *owner = dragoman_room_get_voice_owner (b->room, b->out_lang);
+  if (owner && owner != b)
+    return;
+  dragoman_channel_set_input (b->out, b->on_air, b->cough || b->crew_mute, GST_CLOCK_TIME_NONE);
+}
+
+static void broadcast_state (DragomanBooth *b);
+
+/* Outgoing channel A/B (retour). Interlock, as on a hardware console: a channel
+ * that another booth is on air on cannot be taken. The channel left behind goes
+ * back to its own booth (or to the floor). */
+static gboolean
+set_output (DragomanBooth *b, const char *lang, GError **error)
+{
+  if (g_str_equal (lang, b->out_lang))
+    return TRUE;
+  if (!dragoman_room_can_route (b->room, lang) || !dragoman_room_can_route (b->room, b->config->lang)) {
+    g_set_error (error, DRAGOMAN_BOOTH_ERROR, DRAGOMAN_BOOTH_ERROR_UNKNOWN,
+                 "no retour to '%s' here: only to the channel of another booth of this room", lang);
+    return FALSE;
+  }
+  DragomanBooth *owner = dragoman_room_get_voice_owner (b->room, lang);
+  if (owner && owner != b && owner->on_air) {
+    g_set_error (error, DRAGOMAN_BOOTH_ERROR, DRAGOMAN_BOOTH_ERROR_BUSY, "the %s channel is in use: the %s booth is on air",
+                 lang, owner->config->lang);
+    return FALSE;
+  }
+  /* the channel we leave: back to the floor, and to its own booth */
+  const char *old = b->out_lang;
+  dragoman_channel_set_input (b->out, FALSE, FALSE, GST_CLOCK_TIME_NONE);
+  DragomanBooth *home = dragoman_room_find_booth (b->room, old);
+  if (home && home != b)
+    dragoman_room_route_voice (b->room, old, home);
+  g_free (b->out_lang);
+  b->out_lang = g_strdup (lang);
+  b->out = dragoman_room_find_channel (b->room, lang);
+  dragoman_room_route_voice (b->room, lang, b);
+  apply (b);
+  if (home && home != b) {
+    apply (home);
+    broadcast_state (home);
+  }
+  if (owner && owner != b)
+    broadcast_state (owner); /* its channel is taken: its console says so */
+  GST_INFO ("booth %s/%s now outputs to %s", b->config->room_id, b->config->lang, lang);
+  return TRUE;
 }
 
 static void
@@ -159,7 +211,7 @@ on_state_timer (gpointer data)
 {
   DragomanBooth *b = data;
   DragomanFanoutStats st;
-  dragoman_fanout_get_stats (dragoman_channel_get_fanout (b->channel), &st);
+  dragoman_fanout_get_stats (dragoman_channel_get_fanout (b->out), &st);
   if (st.listeners != b->last_listeners)
     broadcast_state (b);
   return G_SOURCE_CONTINUE;
@@ -247,8 +299,9 @@ static void
 broadcast_state (DragomanBooth *b)
 {
   DragomanFanoutStats st;
-  dragoman_fanout_get_stats (dragoman_channel_get_fanout (b->channel), &st);
+  dragoman_fanout_get_stats (dragoman_channel_get_fanout (b->out), &st);
   b->last_listeners = st.listeners;
+  DragomanBooth *owner = dragoman_room_get_voice_owner (b->room, b->out_lang);
   for (guint k = 0; k < b->interpreters->len; k++) {
     DragomanInterpreter *me = b->interpreters->pdata[k];
     g_autoptr (JsonBuilder) j = json_builder_new ();
@@ -264,8 +317,14 @@ broadcast_state (DragomanBooth *b)
     json_builder_set_member_name (j, "cough");
     json_builder_add_boolean_value (j, b->cough);
     add_str (j, "listen", me->listen);
-    add_str (j, "output", b->config->lang);
-    add_str (j, "channel_state", dragoman_channel_mode_name (dragoman_channel_get_mode (b->channel)));
+    add_str (j, "output", b->out_lang);
+    /* another booth's retour holds our channel: we cannot go on air on it */
+    json_builder_set_member_name (j, "output_taken_by");
+    if (owner && owner != b)
+      json_builder_add_string_value (j, owner->config->lang);
+    else
+      json_builder_add_null_value (j);
+    add_str (j, "channel_state", dragoman_channel_mode_name (dragoman_channel_get_mode (b->out)));
     json_builder_set_member_name (j, "listeners");
     json_builder_add_int_value (j, st.listeners);
     json_builder_set_member_name (j, "interpreters");
@@ -427,6 +486,9 @@ dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc s
   add_str (j, "room", b->config->room_id);
   add_str (j, "booth", b->config->lang);
   add_str (j, "name", i->name);
+  /* outgoing channel B: the other booths' channels of this room */
+  json_builder_set_member_name (j, "retour");
+  json_builder_add_boolean_value (j, dragoman_room_can_route (b->room, b->config->lang));
   json_builder_set_member_name (j, "channels");
   json_builder_begin_array (j);
   for (guint c = 0; c < dragoman_room_n_channels (b->room); c++) {
@@ -476,6 +538,8 @@ dragoman_booth_leave (DragomanBooth *b, DragomanInterpreter *i)
     b->live = b->interpreters->len ? b->interpreters->pdata[0] : NULL;
     arm (b, NULL);
   }
+  if (b->interpreters->len == 0 && !g_str_equal (b->out_lang, b->config->lang))
+    set_output (b, b->config->lang, NULL); /* an empty booth gives the retour channel back */
   event (b, "interpreter-left", i->name, was_on_air ? "live" : NULL);
   interpreter_free (i);
   broadcast_state (b);
@@ -512,6 +576,14 @@ dragoman_booth_handle (DragomanBooth *b, DragomanInterpreter *i, JsonObject *msg
       send_error (i, "not-live", "only the live interpreter can do that: take over first");
       return;
     }
+    DragomanBooth *owner = dragoman_room_get_voice_owner (b->room, b->out_lang);
+    if (g_str_equal (type, "on-air") && value && owner && owner != b) {
+      g_autofree char *why = g_strdup_printf ("the %s channel carries the %s booth's retour: wait, or choose another "
+                                              "output", b->out_lang, owner->config->lang);
+      send_error (i, "channel-busy", why);
+      broadcast_state (b);
+      return;
+    }
     if (g_str_equal (type, "on-air"))
       dragoman_booth_set_on_air (b, value);
     else {
@@ -544,7 +616,14 @@ dragoman_booth_handle (DragomanBooth *b, DragomanInterpreter *i, JsonObject *msg
       send_error (i, "unknown-channel", "listen to \"floor\" or one of this room's channels");
     broadcast_state (b);
   } else if (g_str_equal (type, "output")) {
-    send_error (i, "not-supported", "retour (outgoing channel B) is not available yet");
+    const char *lang = json_object_get_string_member_with_default (msg, "lang", "");
+    g_autoptr (GError) err = NULL;
+    if (!dragoman_config_valid_id (lang) || !set_output (b, lang, &err))
+      send_error (i, err && err->code == DRAGOMAN_BOOTH_ERROR_BUSY ? "channel-busy" : "bad-output",
+                  err ? err->message : "output needs a language");
+    else
+      event (b, "output", i->name, lang);
+    broadcast_state (b);
   } else if (g_str_equal (type, "slow-down") || g_str_equal (type, "chat")) {
     const char *text = json_object_get_string_member_with_default (msg, "text", "");
     g_autofree char *clipped = g_utf8_substring (text, 0, MIN (g_utf8_strlen (text, -1), CHAT_MAX));
@@ -607,6 +686,7 @@ void
 dragoman_booth_describe (DragomanBooth *b, JsonBuilder *j)
 {
   add_str (j, "lang", b->config->lang);
+  add_str (j, "output", b->out_lang);
   add_str (j, "source", b->config->source);
   add_str (j, "on_air_mode", b->config->on_air);
   json_builder_set_member_name (j, "on_air");

@@ -34,7 +34,12 @@ const DragomanBoothConfig *dragoman_booth_get_config (DragomanBooth *booth);
 typedef void (*DragomanBoothSendFunc) (gpointer session, const char *json);
 typedef void (*DragomanBoothCloseFunc) (gpointer session, guint16 code, const char *reason);
 #define DRAGOMAN_BOOTH_ERROR (g_quark_from_static_string ("dragoman-booth"))
-typedef enum { DRAGOMAN_BOOTH_ERROR_FULL, DRAGOMAN_BOOTH_ERROR_NOT_BROWSER } DragomanBoothError;
+typedef enum {
+  DRAGOMAN_BOOTH_ERROR_FULL,
+  DRAGOMAN_BOOTH_ERROR_NOT_BROWSER,
+  DRAGOMAN_BOOTH_ERROR_UNKNOWN, /* retour: no such channel to output to */
+  DRAGOMAN_BOOTH_ERROR_BUSY,    /* retour: another booth is on air on it */
+} DragomanBoothError;
 DragomanInterpreter *dragoman_booth_join (DragomanBooth *booth, const char *name, DragomanBoothSendFunc send,
                                           DragomanBoothCloseFunc close, gpointer session, GError **error);
 void dragoman_booth_leave (DragomanBooth *booth, DragomanInterpreter *interpreter);

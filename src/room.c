@@ -38,6 +38,8 @@ struct _DragomanRoom {
   GPtrArray *outputs;       /* DragomanOutput*: the recording (if any) first, then restreams */
   DragomanRoomStageFunc stage_func;
   gpointer stage_data;
+  GHashTable *voice_select; /* lang → input-selector (rooms with retour) */
+  GHashTable *voice_owner;  /* lang → the DragomanBooth whose voice the channel carries */
 };
 
 static GstElement *
@@ -159,6 +161,89 @@ dragoman_room_set_stage_func (DragomanRoom *room, DragomanRoomStageFunc func, gp
   room->stage_data = data;
 }
 
+/* Booth voices to channels. A room with a browser booth and another booth can
+ * route any booth to any booth's channel (retour: the hy booth interprets an
+ * Armenian speaker into English, on the en channel): each booth's voice goes to a
+ * tee, each channel takes its voice from an input-selector with a pad per booth,
+ * its own booth's active until a retour. Elsewhere each booth is linked straight
+ * to its channel, as before (nothing between an RTP console and its mixer). */
+static gboolean
+room_has_retour (DragomanRoom *room)
+{
+  gboolean browser = FALSE;
+  for (guint i = 0; i < room->config->booths->len; i++)
+    browser |= g_str_equal (((DragomanBoothConfig *) room->config->booths->pdata[i])->source, "browser");
+  return browser && room->config->booths->len >= 2;
+}
+
+static void
+link_voices (DragomanRoom *room, GHashTable *voices)
+{
+  room->voice_select = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  room->voice_owner = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gboolean retour = room_has_retour (room);
+  GHashTable *tees = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint b = 0; b < room->booths->len; b++) {
+    const char *lang = dragoman_booth_get_lang (room->booths->pdata[b]);
+    GstElement *voice = g_hash_table_lookup (voices, lang);
+    g_hash_table_insert (room->voice_owner, g_strdup (lang), room->booths->pdata[b]);
+    if (!retour) {
+      gst_element_link_pads (voice, "src", dragoman_channel_get_bin (dragoman_room_find_channel (room, lang)),
+                             "voice");
+      continue;
+    }
+    g_autofree char *tname = g_strdup_printf ("booth-out-%s", lang);
+    GstElement *tee = add (room->pipeline, "tee", tname);
+    g_object_set (tee, "allow-not-linked", TRUE, NULL);
+    gst_element_link (voice, tee);
+    g_hash_table_insert (tees, g_strdup (lang), tee);
+  }
+  for (guint c = 0; retour && c < room->booths->len; c++) {
+    const char *lang = dragoman_booth_get_lang (room->booths->pdata[c]);
+    g_autofree char *sname = g_strdup_printf ("voice-select-%s", lang);
+    GstElement *sel = add (room->pipeline, "input-selector", sname);
+    g_object_set (sel, "sync-streams", FALSE, NULL);
+    for (guint b = 0; b < room->booths->len; b++) {
+      const char *from = dragoman_booth_get_lang (room->booths->pdata[b]);
+      g_autofree char *pname = g_strdup_printf ("from-%s", from);
+      GstPad *sink = gst_element_request_pad_simple (sel, "sink_%u");
+      g_object_set_data_full (G_OBJECT (sel), pname, sink, gst_object_unref);
+      g_autoptr (GstPad) tsrc = gst_element_request_pad_simple (g_hash_table_lookup (tees, from), "src_%u");
+      gst_pad_link (tsrc, sink);
+      if (g_str_equal (from, lang))
+        g_object_set (sel, "active-pad", sink, NULL);
+    }
+    gst_element_link_pads (sel, "src", dragoman_channel_get_bin (dragoman_room_find_channel (room, lang)), "voice");
+    g_hash_table_insert (room->voice_select, g_strdup (lang), sel);
+  }
+  g_hash_table_unref (tees);
+}
+
+gboolean
+dragoman_room_can_route (DragomanRoom *room, const char *lang)
+{
+  return room->voice_select && g_hash_table_contains (room->voice_select, lang);
+}
+
+DragomanBooth *
+dragoman_room_get_voice_owner (DragomanRoom *room, const char *lang)
+{
+  return room->voice_owner ? g_hash_table_lookup (room->voice_owner, lang) : NULL;
+}
+
+void
+dragoman_room_route_voice (DragomanRoom *room, const char *lang, DragomanBooth *booth)
+{
+  GstElement *sel = room->voice_select ? g_hash_table_lookup (room->voice_select, lang) : NULL;
+  if (!sel)
+    return;
+  g_autofree char *pname = g_strdup_printf ("from-%s", dragoman_booth_get_lang (booth));
+  GstPad *pad = g_object_get_data (G_OBJECT (sel), pname);
+  g_object_set (sel, "active-pad", pad, NULL);
+  g_hash_table_insert (room->voice_owner, g_strdup (lang), booth);
+  GST_INFO ("room %s: channel %s takes booth %s's voice", room->config->id, lang, dragoman_booth_get_lang (booth));
+}
+
 static void
 on_program_message (GstMessage *msg, gpointer data)
 {
@@ -247,6 +332,7 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   }
 
   /* channels: orig, then one per language with its booth */
+  g_autoptr (GHashTable) voices = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (int i = -1; i < (int) g_strv_length (rc->langs); i++) {
     const char *lang = i < 0 ? "orig" : rc->langs[i];
     const DragomanBoothConfig *bc = NULL;
@@ -282,11 +368,13 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
     g_autoptr (GstPad) baudio = gst_element_get_static_pad (bbin, "audio");
     g_autofree char *level_name = g_strdup_printf ("level:booth:%s", lang);
     GstElement *voice = add_level (room, normalise (room->pipeline, baudio, booth_name), level_name);
-    gst_element_link_pads (voice, "src", cbin, "voice");
+    g_hash_table_insert (voices, g_strdup (lang), voice);
     DragomanBooth *booth = dragoman_booth_new (bc, ch, room);
     dragoman_booth_set_source (booth, bbin);
     g_ptr_array_add (room->booths, booth);
   }
+
+  link_voices (room, voices);
 
   GstElement *program_pipeline = room->program ? dragoman_program_get_pipeline (room->program) : NULL;
   if (rc->record)
@@ -357,6 +445,8 @@ dragoman_room_free (DragomanRoom *room)
   g_ptr_array_unref (room->channels);
   g_ptr_array_unref (room->fanouts);
   g_hash_table_unref (room->levels);
+  g_clear_pointer (&room->voice_select, g_hash_table_unref);
+  g_clear_pointer (&room->voice_owner, g_hash_table_unref);
   g_free (room);
 }
 

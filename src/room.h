@@ -36,6 +36,11 @@ DragomanStage *dragoman_room_get_stage (DragomanRoom *room);
 DragomanHls *dragoman_room_get_hls (DragomanRoom *room); /* NULL: HLS off */
 /* the recording (if configured) and this room's restreams: DragomanOutput* */
 GPtrArray *dragoman_room_get_outputs (DragomanRoom *room);
+/* retour: can channel `lang` take another booth's voice; which booth it carries;
+ * give it `booth`'s voice (main thread) */
+gboolean dragoman_room_can_route (DragomanRoom *room, const char *lang);
+DragomanBooth *dragoman_room_get_voice_owner (DragomanRoom *room, const char *lang);
+void dragoman_room_route_voice (DragomanRoom *room, const char *lang, DragomanBooth *booth);
 void dragoman_room_set_stage_func (DragomanRoom *room, DragomanRoomStageFunc func, gpointer data);
 DragomanOutput *dragoman_room_find_output (DragomanRoom *room, const char *name); /* "record" or a restream */
 /* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */

@@ -275,6 +275,12 @@ main (int argc, char **argv)
   guint8 msg[4096];
   gsize len;
   GArray *recv_us = g_array_new (FALSE, FALSE, sizeof (double));
+  GArray *ingress_us = g_array_new (FALSE, FALSE, sizeof (double)); /* header's ingress time of each click's message */
+  /* message inter-arrival times (listen-only): a steady channel is one per frame */
+  static const double gap_edges_ms[] = { 2, 5, 15, 25, 45, 85 };
+  guint gap_hist[G_N_ELEMENTS (gap_edges_ms) + 1] = { 0 };
+  gint64 last_msg_us = 0;
+  double max_gap_ms = 0;
   guint quiet = 0, frame_ms = 0;
   gboolean armed = FALSE;
   guint64 packets = 0, gaps = 0;
@@ -301,6 +307,18 @@ main (int argc, char **argv)
     if (op != 2 || len < 16)
       continue;
     guint32 seq = ((guint32) msg[4] << 24) | (msg[5] << 16) | (msg[6] << 8) | msg[7];
+    guint64 ingress = 0;
+    for (int i = 8; i < 16; i++)
+      ingress = ingress << 8 | msg[i];
+    if (last_msg_us) {
+      double g = (t - last_msg_us) / 1000.0;
+      guint bin = 0;
+      while (bin < G_N_ELEMENTS (gap_edges_ms) && g >= gap_edges_ms[bin])
+        bin++;
+      gap_hist[bin]++;
+      max_gap_ms = MAX (max_gap_ms, g);
+    }
+    last_msg_us = t;
     if (packets++ && seq != next_seq)
       gaps++;
     next_seq = seq + 1;
@@ -309,8 +327,9 @@ main (int argc, char **argv)
     for (int i = 0; i < n; i++) {
       float a = fabsf (pcm[i]);
       if (armed && a > THRESHOLD) {
-        double at = t + i * 1e6 / RATE;
+        double at = t + i * 1e6 / RATE, ing = (double) ingress;
         g_array_append_val (recv_us, at);
+        g_array_append_val (ingress_us, ing);
         armed = FALSE;
         quiet = 0;
       } else if (a < THRESHOLD / 4) {
@@ -329,7 +348,20 @@ main (int argc, char **argv)
     GString *o = g_string_new ("{\"arrivals_us\":[");
     for (guint j = 0; j < recv_us->len; j++)
       g_string_append_printf (o, "%s%.0f", j ? "," : "", g_array_index (recv_us, double, j));
-    g_string_append_printf (o, "],\"packets\":%" G_GUINT64_FORMAT ",\"gaps\":%" G_GUINT64_FORMAT "}", packets, gaps);
+    /* the header's ingress time of the message that carried each click: when the
+     * newest audio in it existed on the server's clock (docs/protocol.md) */
+    g_string_append (o, "],\"ingress_us\":[");
+    for (guint j = 0; j < ingress_us->len; j++)
+      g_string_append_printf (o, "%s%.0f", j ? "," : "", g_array_index (ingress_us, double, j));
+    g_string_append (o, "],\"interarrival_ms\":{");
+    for (guint j = 0; j <= G_N_ELEMENTS (gap_edges_ms); j++) {
+      if (j < G_N_ELEMENTS (gap_edges_ms))
+        g_string_append_printf (o, "%s\"<%g\":%u", j ? "," : "", gap_edges_ms[j], gap_hist[j]);
+      else
+        g_string_append_printf (o, ",\">=%g\":%u", gap_edges_ms[j - 1], gap_hist[j]);
+    }
+    g_string_append_printf (o, ",\"max\":%.1f}", max_gap_ms);
+    g_string_append_printf (o, ",\"packets\":%" G_GUINT64_FORMAT ",\"gaps\":%" G_GUINT64_FORMAT "}", packets, gaps);
     g_print ("%s\n", o->str);
     g_string_free (o, TRUE);
     return 0;

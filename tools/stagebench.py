@@ -69,7 +69,9 @@ PERIOD = RATE * PERIOD_MS / 1000          # samples
 AAC_FRAME = 1024
 TICKS = 90000 / RATE                      # MPEG-TS PTS ticks per sample
 SRT_LATENCY_MS = 120                      # configs/conference.ini [stage main] latency-ms
-CLICK_EXPR = ("0.6*sin(2*PI*3000*t)*sin(PI*mod(t,{p})/0.002)*lt(mod(t,{p}),0.002)"
+# the click, and under it the floor's 8 kHz ident tone at -40 dBFS (as the demo's): a floor is never
+# digital silence, and silent AAC frames (11 bytes) would be grouped several to a PES by ffmpeg's muxer
+CLICK_EXPR = ("0.6*sin(2*PI*3000*t)*sin(PI*mod(t,{p})/0.002)*lt(mod(t,{p}),0.002)+0.01*sin(2*PI*8000*t)"
               .format(p=PERIOD_MS / 1000))
 VIDEO = {"size": "1920x1080", "rate": 30, "bitrate": "4M", "gop": 60, "preset": "veryfast", "seconds": 10}
 BOOTH, BOOTH_TOKEN = "en", "change-me-en-booth"   # configs/conference.ini [booth main/en]
@@ -145,7 +147,9 @@ class SrtRelay(threading.Thread):
         self.caller = None
         self.stop_flag = False
         self.lock = threading.Lock()
-        self.audio_wire = {}       # PTS → wire time (µs since the epoch)
+        self.audio_wire = {}       # PTS of each AAC frame → wire time (µs since the epoch)
+        self.audio_pes_frames = {} # frames per PES → PES count
+        self.pes = None
         self.pmt_pid = self.audio_pid = self.video_pid = None
         self.seen_seq = set()
         self.datagrams = self.bytes = self.retransmits = 0
@@ -199,10 +203,14 @@ class SrtRelay(threading.Thread):
             pusi = ts[1] & 0x40
             afc = (ts[3] >> 4) & 3
             p = 4 + (1 + ts[4] if afc & 2 else 0)
-            if not (afc & 1) or p >= 188 or not pusi:
+            if not (afc & 1) or p >= 188:
                 continue
             pl = ts[p:]
-            if pid == 0:                        # PAT → the first programme's PMT
+            if pid == self.audio_pid:
+                self.audio_ts(pl, pusi, wire)
+            elif not pusi:
+                continue
+            elif pid == 0:                        # PAT → the first programme's PMT
                 sec = pl[1 + pl[0]:]
                 if len(sec) >= 16:
                     self.pmt_pid = (sec[10] & 0x1F) << 8 | sec[11]
@@ -217,11 +225,32 @@ class SrtRelay(threading.Thread):
                     elif st == 0x1B and self.video_pid is None:
                         self.video_pid = epid
                     i += 5 + ((sec[i + 3] & 0x0F) << 8 | sec[i + 4])
-            elif pid == self.audio_pid and pl[:3] == b"\x00\x00\x01" and len(pl) >= 14 and pl[7] & 0x80:
-                h = pl[9:14]
-                pts = ((h[0] >> 1) & 7) << 30 | h[1] << 22 | (h[2] >> 1) << 15 | h[3] << 7 | h[4] >> 1
-                with self.lock:
-                    self.audio_wire.setdefault(pts, wire)
+
+    def audio_ts(self, pl, pusi, wire):
+        """reassembles the audio PES; when complete, each ADTS frame in it is noted with
+        the wire time of the datagram that completed it (a frame is usable only whole)"""
+        if pusi:
+            self.pes = bytearray(pl) if pl[:3] == b"\x00\x00\x01" else None
+        elif self.pes is not None:
+            self.pes += pl
+        if self.pes is None or len(self.pes) < 14:
+            return
+        plen = self.pes[4] << 8 | self.pes[5]
+        if not plen or len(self.pes) < 6 + plen:
+            return
+        pes, self.pes = bytes(self.pes[:6 + plen]), None
+        if not pes[7] & 0x80:
+            return
+        h = pes[9:14]
+        pts = ((h[0] >> 1) & 7) << 30 | h[1] << 22 | (h[2] >> 1) << 15 | h[3] << 7 | h[4] >> 1
+        i, n = 9 + pes[8], 0
+        with self.lock:
+            while i + 7 <= len(pes) and pes[i] == 0xFF and pes[i + 1] & 0xF0 == 0xF0:
+                flen = (pes[i + 3] & 3) << 11 | pes[i + 4] << 3 | pes[i + 5] >> 5
+                self.audio_wire.setdefault(pts + round(n * AAC_FRAME * TICKS), wire)
+                n += 1
+                i += max(flen, 7)
+            self.audio_pes_frames[n] = self.audio_pes_frames.get(n, 0) + 1
 
     def frames(self):
         with self.lock:
@@ -267,13 +296,14 @@ class Clicks:
 
 
 def match(sends, arrivals_us):
-    """each sent click → the first arrival in [send, send + 0.8 period): latency in ms"""
-    arr = sorted(arrivals_us)
+    """each sent click → the first arrival in [send, send + 0.8 period): {k: (latency ms, arrival index)}"""
+    order = sorted(range(len(arrivals_us)), key=lambda j: arrivals_us[j])
+    arr = [arrivals_us[j] for j in order]
     lat = {}
     for k, s in sends:
         i = bisect.bisect_left(arr, s)
         if i < len(arr) and arr[i] - s < PERIOD_MS * 800:
-            lat[k] = (arr[i] - s) / 1000
+            lat[k] = ((arr[i] - s) / 1000, order[i])
     return lat
 
 
@@ -485,7 +515,8 @@ def latency_run(stage, seconds, booth_latency_ms):
     hls.start()
     t_start = time.time_ns() // 1000
     try:
-        arrivals = json.loads(listen.communicate(timeout=seconds + 60)[0])["arrivals_us"]
+        lj = json.loads(listen.communicate(timeout=seconds + 60)[0])
+        arrivals = lj["arrivals_us"]
         peer_out = peer.communicate(timeout=seconds + 60)[0]
     finally:
         for p in (listen, peer):
@@ -500,18 +531,36 @@ def latency_run(stage, seconds, booth_latency_ms):
     except (IndexError, json.JSONDecodeError):
         pj = {"ok": False, "errors": ["no JSON from boothpeer"]}
     frames = stage.relay.frames()
+    hclicks = hls.clicks()
     ck = Clicks(frames)
     res = {"srt_latency_ms": SRT_LATENCY_MS, "click_period_ms": PERIOD_MS,
            "sender_jitter_ms": {"p50": pct(ck.pacing_ms, 0.5), "p99": pct(ck.pacing_ms, 0.99),
                                 "max": pct(ck.pacing_ms, 1.0)},
            "relay": {"datagrams": stage.relay.datagrams, "retransmits": stage.relay.retransmits,
-                     "audio_frames": len(frames), "max_hold_ms": round(stage.relay.max_hold_us / 1000, 2)}}
+                     "audio_frames": len(frames), "frames_per_pes": stage.relay.audio_pes_frames,
+                     "max_hold_ms": round(stage.relay.max_hold_us / 1000, 2)}}
+    if os.environ.get("STAGEBENCH_DUMP"):
+        with open(os.environ["STAGEBENCH_DUMP"], "w") as f:
+            json.dump({"frames": frames, "arrivals": arrivals, "ingress": lj.get("ingress_us"), "return": pj.get("return_clicks"),
+                       "t_start": t_start, "t_end": t_end,
+                       "hls": hclicks}, f)
 
     # the orig listener: skip the first second (connect, burst) and the last (it stops listening)
     sends = ck.sends(t_start + 1500000, t_end - 3000000)
     lat = match(sends, arrivals)
+    ing = lj.get("ingress_us", [])
+    # the header's ingress time splits it: send → ingress (SRT, demux, decode, up to the Opus packet's
+    # end on the server's clock) and ingress → arrival (waiting for that clock, encode, fan-out, socket)
+    to_ingress, after_ingress = [], []
+    for k, s in sends:
+        if k in lat and lat[k][1] < len(ing):
+            to_ingress.append((ing[lat[k][1]] - s) / 1000)
+            after_ingress.append(lat[k][0] - to_ingress[-1])
     res["floor_to_ear"] = {"clicks_sent": len(sends), "clicks_timed": len(lat), "lang": "orig",
-                           "latency_ms": stats(list(lat.values()))}
+                           "latency_ms": stats([v for v, _ in lat.values()]),
+                           "send_to_ingress_ms": stats(to_ingress), "ingress_to_arrival_ms": stats(after_ingress),
+                           "interarrival_ms": lj.get("interarrival_ms"), "packets": lj.get("packets"),
+                           "packet_gaps": lj.get("gaps")}
 
     # the booth: from ICE connected + 1 s (its return feed starts then)
     rc = pj.get("return_clicks", {}).get("arrivals_us", [])
@@ -522,10 +571,9 @@ def latency_run(stage, seconds, booth_latency_ms):
     res["floor_to_booth"] = {"clicks_sent": len(bsends), "clicks_timed": len(blat), "booth": BOOTH,
                              "peer_jitterbuffer_ms": booth_latency_ms, "ice_connected": pj.get("ice_connected"),
                              "peer_ok": pj.get("ok"), "peer_errors": pj.get("errors", [])[:3],
-                             "latency_ms": stats(list(blat.values()))}
+                             "latency_ms": stats([v for v, _ in blat.values()])}
 
     # HLS: each click found in a segment → the segment's appearance − the click's send time
-    hclicks = hls.clicks()
     allsends = ck.sends()
     s_times = [s for _, s in allsends]
     h_lat, pdt_err = [], []

@@ -203,7 +203,8 @@ class Session {
       retourUnavailable = text;
       renderOutgoing();
     }
-    if (m.code === 'not-live') delete this.pending.onAir;
+    if (m.code === 'not-live' || m.code === 'channel-busy') delete this.pending.onAir;
+    if (m.code === 'channel-busy' || m.code === 'bad-output') { delete this.pending.output; renderOutgoing(); }
     if (m.code === 'bad-sdp') { showAlert(`The server could not set up the audio connection (${text}). Retrying…`, 'error', true); this.restart(); return; }
     showAlert(text, 'error');
     render();
@@ -379,6 +380,8 @@ const errorText = {
   'too-many-attempts': 'Too many failed sign-ins from this address.',
   'not-live': 'Only the live interpreter can do that: take over first.',
   'not-supported': 'Not available on this server yet.',
+  'channel-busy': 'That channel is in use by another booth on air.',
+  'bad-output': 'That output channel is not available.',
 };
 const hint = {
   'bad-token': 'Check the token with the technicians.',
@@ -690,9 +693,10 @@ function renderOutgoing() {
   const s = session && session.state;
   const chans = j ? (j.channels || []).filter((c) => c.lang !== 'orig') : [];
   const out = (s && s.output) || (session && session.booth);
-  // Retour is not in the server yet (`output` answers not-supported): the
-  // other channels are shown, disabled, with the reason as a tooltip. A
-  // server that announces it in `joined` ("retour": true) enables them.
+  const own = (j && j.booth) || (session && session.booth);
+  // A is the booth's own channel, B any other (retour). A server without
+  // retour (no "retour": true in `joined`) shows the others disabled, with
+  // the reason as a tooltip.
   const retour = !!(j && j.retour === true);
   ui.outgoing.replaceChildren(...chans.map((c) => {
     const b = document.createElement('button');
@@ -700,7 +704,8 @@ function renderOutgoing() {
     b.className = 'choice';
     b.dataset.output = c.lang;
     b.setAttribute('aria-pressed', String(c.lang === out));
-    b.textContent = `${c.lang === out ? 'A' : 'B'} · ${langName(c)}`;
+    const taken = s && s.output_taken_by && c.lang === out ? ` (in use by the ${s.output_taken_by} booth)` : '';
+    b.textContent = `${c.lang === own ? 'A' : 'B'} · ${langName(c)}${taken}`;
     if (c.lang !== out && !retour) { b.disabled = true; b.title = retourUnavailable; }
     return b;
   }));
