@@ -10,6 +10,12 @@
 GST_DEBUG_CATEGORY_STATIC (fileplayer_debug);
 #define GST_CAT_DEFAULT fileplayer_debug
 
+/* The player's buffers reach the room this far ahead of their time: its thread
+ * (and the loop's seek on the main loop) may be late on a busy machine, and late
+ * audio is dropped by the channels' mixers (seen: 4 silent windows in 140 while
+ * two other builds ran). An encoder's feed has the same slack in SRT's latency. */
+#define LEAD (200 * GST_MSECOND)
+
 typedef struct {
   gint ref;
   char *path;
@@ -58,11 +64,11 @@ on_sample (GstAppSink *sink, gpointer data)
   if (have)
     gst_caps_unref (have);
   GstBuffer *copy = gst_buffer_copy (buf);
-  GST_BUFFER_PTS (copy) = rt + base - room_base;
+  GST_BUFFER_PTS (copy) = rt + base - room_base + LEAD;
   GstClockTime dts = GST_BUFFER_DTS_IS_VALID (buf) ? gst_segment_to_running_time (seg, GST_FORMAT_TIME,
                                                                                   GST_BUFFER_DTS (buf))
                                                    : GST_CLOCK_TIME_NONE;
-  GST_BUFFER_DTS (copy) = GST_CLOCK_TIME_IS_VALID (dts) && dts + base >= room_base ? dts + base - room_base
+  GST_BUFFER_DTS (copy) = GST_CLOCK_TIME_IS_VALID (dts) && dts + base >= room_base ? dts + base - room_base + LEAD
                                                                                    : GST_CLOCK_TIME_NONE;
   gst_app_src_push_buffer (GST_APP_SRC (dst), copy);
   return GST_FLOW_OK;

@@ -10,8 +10,16 @@
 // AAC rendition) instead; the language buttons then switch its audio track.
 // Listen stays the default: it is seconds ahead of Watch, which matters in the
 // hall. The mode is remembered; ?mode=watch or ?mode=listen preselects.
+//
+// Interface language (i18n.js, strings in i18n/<code>.json): the listener's
+// own choice in the picker (remembered), else the chosen channel's language
+// when the page has it (someone who picks Armenian reads Armenian), else the
+// browser's (navigator.languages), else English. ?ui=ru preselects.
 
 import { Watch } from './watch.js';
+import {
+  LANGS, browserLanguage, fillPicker, i18n, languageName, match, num, onLanguage, saveLanguage, savedLanguage, setLanguage, t,
+} from './i18n.js';
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
@@ -32,7 +40,7 @@ const ui = {
   status: $('status'), roomTitle: $('room-title'), level: $('level-bar'), levelText: $('level-text'), delay: $('delay'),
   netAge: $('net-age'), chState: $('ch-state'),
   main: $('main'), heading: $('heading'), modes: $('modes'), video: $('video'), fullscreen: $('fullscreen'),
-  wTrack: $('w-track'), wDelay: $('w-delay'),
+  wTrack: $('w-track'), wDelay: $('w-delay'), uiLang: $('ui-lang'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -48,11 +56,11 @@ let sel = { room: null, lang: null };
 let session = null; // the live connection, or null when stopped
 let mode = 'listen';
 const watch = new Watch(ui.video, {
-  status: (text, kind) => setStatus(text, kind),
+  status: (key, vars, kind) => setStatus(key, vars, kind),
   level: (peak) => renderLevel(peak),
   info: ({ delayMs, track }) => {
     if (track !== undefined) ui.wTrack.textContent = track || '–';
-    if (delayMs !== undefined) ui.wDelay.textContent = delayMs == null ? '–' : `${(delayMs / 1000).toFixed(1)} s`;
+    if (delayMs !== undefined) ui.wDelay.textContent = delayMs == null ? '–' : t('unit.s', { v: num(delayMs / 1000, 1) });
   },
   ended: () => { ui.play.hidden = false; ui.stop.hidden = true; },
 });
@@ -76,7 +84,8 @@ function loadMode() {
 
 function renderMode() {
   ui.main.dataset.mode = mode;
-  ui.heading.textContent = mode === 'watch' ? 'Watch with interpretation' : 'Listen to interpretation';
+  ui.heading.dataset.i18n = mode === 'watch' ? 'listener.heading.watch' : 'listener.heading.listen';
+  ui.heading.textContent = t(ui.heading.dataset.i18n);
   for (const b of ui.modes.querySelectorAll('button[data-mode]')) b.setAttribute('aria-pressed', String(b.dataset.mode === mode));
 }
 
@@ -93,7 +102,7 @@ function pickMode(m) {
   saveMode();
   renderMode();
   if (wasPlaying) start(); // the click is a user gesture: carry on in the other mode
-  else if (sel.lang) setStatus(mode === 'watch' ? 'Press Play to watch.' : 'Press Play to listen.');
+  else if (sel.lang) setStatus(mode === 'watch' ? 'status.pressPlayWatch' : 'status.pressPlayListen');
 }
 
 const playing = () => session !== null || watch.playing;
@@ -111,6 +120,13 @@ function renderRooms() {
   ui.roomRow.hidden = rooms.length < 2;
 }
 
+// "Original (English)" from the server is English: say it in the page's language.
+function channelLabel(room, c) {
+  if (c.lang !== 'orig') return c.native_name || c.name || c.lang;
+  const floor = room && room.floor_lang && languageName(room.floor_lang);
+  return floor ? t('listener.original', { lang: floor }) : c.native_name || t('listener.originalPlain');
+}
+
 function renderLangs() {
   const room = findRoom(sel.room);
   ui.roomTitle.textContent = room ? room.title || room.id : '';
@@ -120,19 +136,43 @@ function renderLangs() {
     b.className = 'lang';
     b.dataset.lang = c.lang;
     if (c.lang !== 'orig') b.lang = c.lang; // screen readers pronounce the native name right
-    b.textContent = c.native_name || c.name || c.lang;
-    if (c.native_name && c.name && c.native_name !== c.name) b.title = c.name;
+    b.textContent = channelLabel(room, c);
+    // The channel's language named in the page's language, as a tooltip.
+    const inUi = c.lang !== 'orig' && languageName(c.lang);
+    if (inUi && inUi.toLowerCase() !== b.textContent.toLowerCase()) b.title = inUi;
     b.setAttribute('aria-pressed', String(c.lang === sel.lang));
     return b;
   }));
   ui.play.disabled = !findChannel(room, sel.lang);
 }
 
+// ---- interface language -------------------------------------------------------
+
+function wantedUiLang() {
+  const q = match(new URLSearchParams(location.search).get('ui'));
+  return q || savedLanguage() || match(sel.lang) || browserLanguage() || 'en';
+}
+
+async function followUiLang() {
+  const want = wantedUiLang();
+  if (want !== i18n.lang) await setLanguage(want);
+}
+
+onLanguage(() => {
+  fillPicker(ui.uiLang, LANGS);
+  renderMode();
+  renderLangs();
+  renderStatus();
+  renderChannelState();
+  renderMeters();
+});
+
 function pickLang(lang) {
   if (lang === sel.lang) return;
   sel.lang = lang;
   saveChoice();
   renderLangs();
+  followUiLang();
   if (watch.playing) watch.setLang(lang); // same video, other audio rendition
   else if (session) start(); // switching while playing: reconnect to the new channel at once
 }
@@ -146,34 +186,35 @@ function pickRoom(id) {
 }
 
 async function loadRooms() {
-  setStatus('Loading…');
+  setStatus('status.loading');
   let res;
   try {
     res = await fetch('/api/v1/rooms', { cache: 'no-store' });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     rooms = (await res.json()).rooms || [];
   } catch (e) {
-    setStatus(`Cannot load the room list (${e.message}). Retrying…`, 'error');
+    setStatus('status.roomsFailed', { error: e.message }, 'error');
     setTimeout(loadRooms, RECONNECT_MAX_MS);
     return;
   }
   const want = loadChoice();
-  const errors = [];
+  let error = null;
   sel.room = want.room;
   if (!findRoom(sel.room)) {
-    if (want.room && want.fromUrl) errors.push(`Unknown room “${want.room}”.`);
+    if (want.room && want.fromUrl) error = ['status.unknownRoom', { room: want.room }];
     sel.room = rooms.length ? rooms[0].id : null;
   }
   sel.lang = want.lang;
   if (!findChannel(findRoom(sel.room), sel.lang)) {
-    if (want.lang && want.fromUrl && !errors.length) errors.push(`No “${want.lang}” channel in this room.`);
+    if (want.lang && want.fromUrl && !error) error = ['status.unknownLang', { lang: want.lang }];
     sel.lang = null;
   }
   renderRooms();
   renderLangs();
-  if (!rooms.length) setStatus('No rooms are open right now.', 'error');
-  else if (errors.length) setStatus(`${errors.join(' ')} Please pick a language below.`, 'error');
-  else setStatus(sel.lang ? (mode === 'watch' ? 'Press Play to watch.' : 'Press Play to listen.') : 'Pick a language.');
+  await followUiLang();
+  if (!rooms.length) setStatus('status.noRooms', {}, 'error');
+  else if (error) setStatus(error[0], error[1], 'error');
+  else setStatus(sel.lang ? (mode === 'watch' ? 'status.pressPlayWatch' : 'status.pressPlayListen') : 'status.pickLang');
 }
 
 // ---- audio ----------------------------------------------------------------
@@ -182,7 +223,7 @@ async function ensureAudio() {
   const d = window.dragoman;
   if (d.ctx) { if (d.ctx.state !== 'running') await d.ctx.resume(); return; }
   if (typeof AudioDecoder === 'undefined') {
-    throw new Error('This browser cannot decode the stream (no WebCodecs AudioDecoder). Try a current Chrome, Edge or Firefox.');
+    throw Object.assign(new Error('no WebCodecs AudioDecoder'), { i18n: 'status.noDecoder' });
   }
   let ctx;
   try {
@@ -220,13 +261,13 @@ function renderLevel(peak) {
   // Bar spans -60..0 dBFS: the ident tones (-40 dBFS) still move it.
   const frac = Math.max(0, Math.min(1, (peakDb + 60) / 60));
   ui.level.style.transform = `scaleX(${frac})`;
-  ui.levelText.textContent = peak == null ? '–' : Number.isFinite(peakDb) ? `${peakDb.toFixed(0)} dB` : '–∞ dB';
+  ui.levelText.textContent = peak == null ? '–' : t('unit.db', { v: Number.isFinite(peakDb) ? num(peakDb) : '–∞' });
 }
 
 function renderMeters() {
   renderLevel(stats.level.peak);
-  ui.delay.textContent = session ? `${Math.round(stats.delayMs)} ms` : '–';
-  ui.netAge.textContent = stats.networkAgeMs == null ? '–' : `${Math.round(stats.networkAgeMs)} ms`;
+  ui.delay.textContent = session ? t('unit.ms', { v: num(stats.delayMs) }) : '–';
+  ui.netAge.textContent = stats.networkAgeMs == null ? '–' : t('unit.ms', { v: num(stats.networkAgeMs) });
 }
 
 // ---- connection -------------------------------------------------------------
@@ -254,7 +295,7 @@ class Session {
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (e) => (typeof e.data === 'string' ? this.onText(e.data) : this.onPacket(e.data));
     ws.onclose = (e) => this.onClose(e);
-    ws.onopen = () => { stats.state = 'connected'; setStatus('Connected, waiting for audio…'); this.watch(); };
+    ws.onopen = () => { stats.state = 'connected'; setStatus('status.waitingAudio'); this.watch(); };
     this.ws = ws;
     this.lastSeq = null;
     this.serverError = null;
@@ -286,8 +327,10 @@ class Session {
       if (m.codec && m.codec !== this.codec.name) console.warn('dragoman: hello codec', m.codec, 'vs rooms', this.codec.name);
       if (m.state) { stats.channelState = m.state; renderChannelState(); }
     } else if (m.type === 'error') {
-      this.serverError = m.message || m.code || 'Server error';
-      setStatus(this.serverError, 'error');
+      // Known codes in the page's language; anything newer as the server said it.
+      this.serverError = serverErrors[m.code] ? [serverErrors[m.code], { room: this.room, lang: this.lang }]
+        : ['status.serverSaid', { message: m.message || m.code || '?' }];
+      setStatus(this.serverError[0], this.serverError[1], 'error');
     }
   }
 
@@ -299,7 +342,7 @@ class Session {
     const ingressUs = Number(v.getBigUint64(8));
     stats.packets++;
     this.watch();
-    if (stats.packets === 1 || stats.state !== 'playing') { stats.state = 'playing'; setStatus('Playing', 'ok'); }
+    if (stats.packets === 1 || stats.state !== 'playing') { stats.state = 'playing'; setStatus('status.playing', {}, 'ok'); }
     this.backoff = RECONNECT_MIN_MS; // data flows: the next drop starts the backoff afresh
 
     const discont = (v.getUint8(1) & FLAG_DISCONT) !== 0;
@@ -362,21 +405,21 @@ class Session {
     // random moment, so a hall full of phones does not retry in step.
     if (e.code === 4503) {
       stats.state = 'reconnecting';
-      setStatus(`${this.serverError || 'The server is full.'} Retrying…`, 'warn');
+      setStatus('status.fullRetrying', {}, 'warn');
       this.timer = setTimeout(() => { if (!this.closed) this.open(); }, RECONNECT_MAX_MS * (1 + Math.random()));
       return;
     }
     // Other 4xxx: the server refused this room/lang (4404 unknown). Retrying
     // the same request would loop forever; tell the listener and stop.
     if (e.code >= 4000 && e.code < 5000) {
-      const msg = this.serverError || e.reason || `The server refused this channel (code ${e.code}).`;
+      const msg = this.serverError || ['status.refused', { code: e.code }];
       stop();
-      setStatus(msg, 'error');
+      setStatus(msg[0], msg[1], 'error');
       return;
     }
     stats.state = 'reconnecting';
-    setStatus(`${e.stalled ? 'No audio from the server.' : 'Connection lost.'} Reconnecting in ${(this.backoff / 1000).toFixed(1)} s…`, 'warn');
-    this.timer = setTimeout(() => { if (!this.closed) { setStatus('Reconnecting…', 'warn'); this.open(); } }, this.backoff);
+    setStatus(e.stalled ? 'status.stalledIn' : 'status.lostIn', { s: num(this.backoff / 1000, 1) }, 'warn');
+    this.timer = setTimeout(() => { if (!this.closed) { setStatus('status.reconnecting', {}, 'warn'); this.open(); } }, this.backoff);
     this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
   }
 }
@@ -406,14 +449,15 @@ async function start() {
   stats.state = 'connecting';
   stats.channelState = findChannel(findRoom(room), lang).state || null;
   renderChannelState();
-  setStatus('Connecting…');
+  setStatus('status.connecting');
   ui.play.hidden = true;
   ui.stop.hidden = false;
   try {
     await ensureAudio();
   } catch (e) {
     stop();
-    setStatus(e.message, 'error');
+    if (e.i18n) setStatus(e.i18n, {}, 'error');
+    else setStatus('status.audioFailed', { error: e.message }, 'error');
     return;
   }
   if (sel.room !== room || sel.lang !== lang) return; // superseded by a newer click
@@ -430,20 +474,30 @@ function stop() {
   ui.play.hidden = false;
   ui.stop.hidden = true;
   if (window.dragoman.node) window.dragoman.node.port.postMessage({ type: 'flush' });
-  setStatus('Stopped.');
+  setStatus('status.stopped');
   renderMeters();
 }
 
 // ---- status -----------------------------------------------------------------
 
-function setStatus(text, kind = '') {
-  ui.status.textContent = text;
-  ui.status.dataset.kind = kind;
+// The status line says a key; it is re-rendered when the language changes.
+let lastStatus = null;
+const serverErrors = { 'unknown-room': 'status.unknownRoom', 'unknown-language': 'status.unknownLang', 'server-full': 'status.full' };
+
+function setStatus(key, vars = {}, kind = '') {
+  lastStatus = { key, vars: vars || {}, kind };
+  renderStatus();
+}
+
+function renderStatus() {
+  if (!lastStatus) return;
+  ui.status.textContent = t(lastStatus.key, lastStatus.vars);
+  ui.status.dataset.kind = lastStatus.kind;
 }
 
 function renderChannelState() {
-  const labels = { interpretation: 'Interpreter on air', floor: 'Floor (original speech)' };
-  ui.chState.textContent = labels[stats.channelState] || stats.channelState || '–';
+  const s = stats.channelState;
+  ui.chState.textContent = s ? t(`channelState.${s}`) : '–';
 }
 
 ui.langs.addEventListener('click', (e) => {
@@ -461,6 +515,10 @@ ui.fullscreen.addEventListener('click', () => {
   else if (v.requestFullscreen) v.requestFullscreen();
   else if (v.webkitEnterFullscreen) v.webkitEnterFullscreen(); // iPhone: only the video can go full screen
 });
+ui.uiLang.addEventListener('change', () => {
+  saveLanguage(ui.uiLang.value); // an explicit choice: it wins over the channel's language from now on
+  setLanguage(ui.uiLang.value);
+});
 ui.play.addEventListener('click', () => start());
 ui.stop.addEventListener('click', () => stop());
 // Phones suspend audio when the page is hidden; resume when it comes back.
@@ -471,5 +529,12 @@ document.addEventListener('visibilitychange', () => {
 });
 
 mode = loadMode();
+{
+  // Before the room list: the language of the remembered or linked channel.
+  const want = loadChoice();
+  sel.lang = want.lang;
+  await setLanguage(wantedUiLang());
+  sel.lang = null;
+}
 renderMode();
 loadRooms();

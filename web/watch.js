@@ -68,7 +68,7 @@ export function findTrack(tracks, ch) {
 }
 
 export class Watch {
-  // video: the <video>; on: { status(text, kind), level(peak or null),
+  // video: the <video>; on: { status(i18n key, vars, kind), level(peak or null),
   // info({delayMs, track}), ended() (the player gave up) }
   constructor(video, on) {
     this.video = video;
@@ -93,11 +93,11 @@ export class Watch {
     };
     window.dragomanWatch = this; // tests read hls, video, stats, analyser
     video.addEventListener('playing', () => this.onPlaying());
-    video.addEventListener('waiting', () => { if (this.stats.state === 'playing') this.setState('buffering', 'Buffering…', 'warn'); });
+    video.addEventListener('waiting', () => { if (this.stats.state === 'playing') this.setState('buffering', 'watch.buffering', 'warn'); });
     document.addEventListener('securitypolicyviolation', (e) => {
       if (this.stats.state === 'idle' || !/^(media|worker)-src|^default-src/.test(e.effectiveDirective || e.violatedDirective)) return;
       console.warn(`dragoman: CSP ${e.effectiveDirective} blocked ${e.blockedURI}`);
-      this.fail(`The server’s security policy blocks the video (${e.effectiveDirective}). Please use Listen and tell the organisers.`);
+      this.fail('watch.csp', { directive: e.effectiveDirective });
       this.stats.lastError = `CSP ${e.effectiveDirective} blocked ${e.blockedURI}`;
     });
   }
@@ -122,7 +122,7 @@ export class Watch {
     this.channel = channels.find((c) => c.lang === lang) || null;
     this.backoff = RETRY_MIN_MS;
     this.mediaRecoveries = 0;
-    this.setState('loading', 'Loading the video…');
+    this.setState('loading', 'watch.loading');
     let Hls = null;
     try {
       Hls = await loadHls();
@@ -141,7 +141,7 @@ export class Watch {
       this.video.addEventListener('loadedmetadata', () => this.applyNativeTrack(), { once: true });
       this.play();
     } else {
-      this.fail('This browser cannot play the video stream. Please use Listen.');
+      this.fail('watch.unsupported');
       return;
     }
     this.timer = setInterval(() => this.tick(), TICK_MS);
@@ -186,7 +186,7 @@ export class Watch {
     if (!d.fatal) return;
     const code = d.response && d.response.code;
     if (d.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && code === 404) {
-      this.fail('This room has no video stream. Please use Listen.');
+      this.fail('watch.noVideo');
       return;
     }
     if (d.type === Hls.ErrorTypes.MEDIA_ERROR && this.mediaRecoveries < 2) {
@@ -195,7 +195,7 @@ export class Watch {
       return;
     }
     // Network or unrecoverable: rebuild the player after a backoff.
-    this.setState('reconnecting', `Video connection lost. Retrying in ${(this.backoff / 1000).toFixed(0)} s…`, 'warn');
+    this.setState('reconnecting', 'watch.lostIn', 'warn', { s: Math.round(this.backoff / 1000) });
     this.destroyHls();
     this.retryTimer = setTimeout(() => {
       if (gen !== this.generation) return;
@@ -209,7 +209,7 @@ export class Watch {
     const p = this.video.play();
     if (p && p.catch) {
       p.catch((e) => {
-        if (e.name === 'NotAllowedError') this.on.status('Press Play to start the video.', 'warn');
+        if (e.name === 'NotAllowedError') this.on.status('watch.pressPlay', {}, 'warn');
         else if (e.name !== 'AbortError') console.warn('dragoman: video.play()', e);
       });
     }
@@ -218,7 +218,7 @@ export class Watch {
   onPlaying() {
     if (this.stats.state === 'idle') return;
     this.lastAdvance = performance.now();
-    this.setState('playing', 'Playing video', 'ok');
+    this.setState('playing', 'watch.playing', 'ok');
   }
 
   // Language buttons: pick the channel's audio rendition; the video goes on.
@@ -233,7 +233,7 @@ export class Watch {
     if (!hls || !this.channel || !hls.audioTracks.length) return;
     const t = findTrack(hls.audioTracks, this.channel);
     if (!t) {
-      this.on.status(`No “${this.channel.native_name || this.channel.lang}” sound in the video stream.`, 'warn');
+      this.on.status('watch.noTrack', { name: this.channel.native_name || this.channel.lang }, 'warn');
       return;
     }
     if (hls.audioTrack !== t.id) {
@@ -310,9 +310,10 @@ export class Watch {
     return peak;
   }
 
-  setState(state, text, kind = '') {
+  // key: an i18n key of the status line (the page translates it).
+  setState(state, key, kind = '', vars = {}) {
     this.stats.state = state;
-    this.on.status(text, kind);
+    this.on.status(key, vars, kind);
   }
 
   destroyHls() {
@@ -320,10 +321,10 @@ export class Watch {
     this.hls = null;
   }
 
-  // Give up: stop, say why, and let the page show its Play button again.
-  fail(text) {
+  // Give up: stop, say why (an i18n key), and let the page show its Play button again.
+  fail(key, vars = {}) {
     this.stop();
-    this.on.status(text, 'error');
+    this.on.status(key, vars, 'error');
     this.on.ended();
   }
 
