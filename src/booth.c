@@ -142,7 +142,7 @@ set_output (DragomanBooth *b, const char *lang, GError **error)
   dragoman_channel_set_input (b->out, FALSE, FALSE, GST_CLOCK_TIME_NONE);
   DragomanBooth *home = dragoman_room_find_booth (b->room, old);
   if (home && home != b)
-    dragoman_room_route_voice (b->room, old, home);
+    dragoman_room_set_voice_owner (b->room, old, home); /* routed when it goes on air */
   g_free (b->out_lang);
   b->out_lang = g_strdup (lang);
   b->out = dragoman_room_find_channel (b->room, lang);
@@ -179,6 +179,10 @@ dragoman_booth_set_on_air (DragomanBooth *b, gboolean on_air)
     return;
   if (on_air)
     activate_live_pad (b);
+  /* a channel given back after a retour takes this booth's voice now, before the
+   * ramp up: its buffers from before the ramp are at gain 0 */
+  if (on_air && dragoman_room_get_voice_owner (b->room, b->out_lang) == b)
+    dragoman_room_route_voice (b->room, b->out_lang, b);
   b->on_air = on_air;
   if (!on_air)
     b->cough = FALSE;

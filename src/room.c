@@ -232,6 +232,13 @@ dragoman_room_get_voice_owner (DragomanRoom *room, const char *lang)
 }
 
 void
+dragoman_room_set_voice_owner (DragomanRoom *room, const char *lang, DragomanBooth *booth)
+{
+  if (room->voice_owner)
+    g_hash_table_insert (room->voice_owner, g_strdup (lang), booth);
+}
+
+void
 dragoman_room_route_voice (DragomanRoom *room, const char *lang, DragomanBooth *booth)
 {
   GstElement *sel = room->voice_select ? g_hash_table_lookup (room->voice_select, lang) : NULL;

@@ -41,6 +41,10 @@ GPtrArray *dragoman_room_get_outputs (DragomanRoom *room);
 gboolean dragoman_room_can_route (DragomanRoom *room, const char *lang);
 DragomanBooth *dragoman_room_get_voice_owner (DragomanRoom *room, const char *lang);
 void dragoman_room_route_voice (DragomanRoom *room, const char *lang, DragomanBooth *booth);
+/* the channel belongs to `booth` again, but its selector stays until that booth goes
+ * on air (switching at once let a window of its off-air microphone through the
+ * voice ramp: its buffers carry older timestamps than the ramp's start) */
+void dragoman_room_set_voice_owner (DragomanRoom *room, const char *lang, DragomanBooth *booth);
 void dragoman_room_set_stage_func (DragomanRoom *room, DragomanRoomStageFunc func, gpointer data);
 DragomanOutput *dragoman_room_find_output (DragomanRoom *room, const char *name); /* "record" or a restream */
 /* the newest reading of a meter: "floor", "channel:LANG" or "booth:LANG"; NULL if none yet */

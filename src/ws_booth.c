@@ -1,6 +1,7 @@
 #include "ws_booth.h"
 
 #include "auth.h"
+#include "ws_listen.h"
 
 #include <libwebsockets.h>
 #include <string.h>
@@ -13,6 +14,236 @@ GST_DEBUG_CATEGORY_STATIC (wsbooth_debug);
 /* Messages to one console waiting for its socket: state updates are small and
  * the page reads them at once; 256 means the page is gone, not slow. */
 #define MAX_QUEUED 256
+
+/* Our messages are flat objects: 32 levels leave room, and keep json-glib's recursion
+ * (about 120 bytes of stack a level, several times that under ASan) to a few KiB. */
+#define MAX_DEPTH 32
+
+/* ---- the pure part: one message → a JSON object of the protocol's shape --------- */
+
+static const char *
+skip_space (const char *p, const char *end)
+{
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    p++;
+  return p;
+}
+
+/* the code unit of the \uXXXX escape at p, or -1 */
+static int
+unit (const char *p, const char *end)
+{
+  int u = 0;
+  if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+    return -1;
+  for (int k = 2; k < 6; k++) {
+    if (!g_ascii_isxdigit (p[k]))
+      return -1;
+    u = u * 16 + g_ascii_xdigit_value (p[k]);
+  }
+  return u;
+}
+
+/* Past the string whose opening quote is at p, or NULL. Beyond the grammar: no \u0000
+ * (json-glib's strings end there) and no surrogate outside a pair: json-glib 1.6 turns
+ * "\ud800x" into bytes that are not UTF-8 (relayed in a chat, every page receiving them
+ * would drop its socket) and leaks ~180 bytes on "\ud800\u0041". */
+static const char *
+skip_string (const char *p, const char *end)
+{
+  for (p++; p < end; p++) {
+    if (*p == '"')
+      return p + 1;
+    if ((guchar) *p < 0x20)
+      return NULL;
+    if (*p != '\\')
+      continue;
+    int u = unit (p, end);
+    if (u >= 0xd800 && u <= 0xdbff) {
+      int low = unit (p + 6, end);
+      if (low < 0xdc00 || low > 0xdfff)
+        return NULL;
+      p += 11;
+    } else if (u > 0 && (u < 0xdc00 || u > 0xdfff)) {
+      p += 5;
+    } else if (u >= 0 || p + 1 == end || !p[1] || !strchr ("\"\\/bfnrt", p[1])) {
+      return NULL;
+    } else {
+      p++;
+    }
+  }
+  return NULL;
+}
+
+static const char *
+skip_digits (const char *p, const char *end)
+{
+  if (p == end || !g_ascii_isdigit (*p))
+    return NULL;
+  while (p < end && g_ascii_isdigit (*p))
+    p++;
+  return p;
+}
+
+/* past the string, literal or number at p (p < end), or NULL */
+static const char *
+skip_scalar (const char *p, const char *end)
+{
+  static const char *const literals[] = { "true", "false", "null" };
+  if (*p == '"')
+    return skip_string (p, end);
+  for (guint i = 0; i < G_N_ELEMENTS (literals); i++) {
+    gsize n = strlen (literals[i]);
+    if ((gsize) (end - p) >= n && memcmp (p, literals[i], n) == 0)
+      return p + n;
+  }
+  if (*p == '-')
+    p++;
+  if (p < end && *p == '0')
+    p++;
+  else if (!(p = skip_digits (p, end)))
+    return NULL;
+  if (p < end && *p == '.' && !(p = skip_digits (p + 1, end)))
+    return NULL;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < end && (*p == '+' || *p == '-'))
+      p++;
+    if (!(p = skip_digits (p, end)))
+      return NULL;
+  }
+  return p;
+}
+
+/* past `"name" :` in an object, or NULL */
+static const char *
+skip_key (const char *p, const char *end)
+{
+  p = skip_space (p, end);
+  if (p == end || *p != '"' || !(p = skip_string (p, end)))
+    return NULL;
+  p = skip_space (p, end);
+  return p < end && *p == ':' ? p + 1 : NULL;
+}
+
+const char *
+dragoman_ws_json_check (const char *data, gsize len, guint max_depth)
+{
+  static const char not_json[] = "not JSON (RFC 8259)";
+  const char *p = data, *end = data + len;
+  g_autofree char *open = g_malloc (max_depth + 1); /* the containers we are in: '{' or '[' */
+  guint depth = 0;
+  for (;;) {
+    /* a value */
+    p = skip_space (p, end);
+    if (p == end)
+      return not_json;
+    if (*p == '{' || *p == '[') {
+      if (depth == max_depth)
+        return "nested too deep";
+      char kind = open[depth++] = *p;
+      p = skip_space (p + 1, end);
+      if (p == end || *p != (kind == '{' ? '}' : ']')) {
+        if (kind == '{' && !(p = skip_key (p, end)))
+          return not_json;
+        continue; /* its first value */
+      }
+      p++; /* empty */
+      depth--;
+    } else if (!(p = skip_scalar (p, end))) {
+      return not_json;
+    }
+    /* a value is complete: close containers up to the next comma, or the end */
+    for (;;) {
+      p = skip_space (p, end);
+      if (depth == 0)
+        return p == end ? NULL : not_json;
+      if (p == end)
+        return not_json;
+      if (*p == ',') {
+        p++;
+        if (open[depth - 1] == '{' && !(p = skip_key (p, end)))
+          return not_json;
+        break;
+      }
+      if (*p != (open[depth - 1] == '{' ? '}' : ']'))
+        return not_json;
+      p++;
+      depth--;
+    }
+  }
+}
+
+static const char *
+type_words (GType type)
+{
+  return type == G_TYPE_STRING    ? "a string"
+         : type == G_TYPE_BOOLEAN ? "true or false"
+         : type == G_TYPE_INT64   ? "an integer"
+                                  : "a number";
+}
+
+JsonObject *
+dragoman_ws_parse_object (const char *data, gsize len, const DragomanWsMember *members, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) err = NULL;
+  const char *why = dragoman_ws_json_check (data, len, MAX_DEPTH);
+  if (why) {
+    g_set_error_literal (error, DRAGOMAN_WS_ERROR, 0, why);
+    return NULL;
+  }
+  if (!json_parser_load_from_data (parser, data, (gssize) len, &err)) {
+    g_set_error (error, DRAGOMAN_WS_ERROR, 0, "not JSON: %s", err->message);
+    return NULL;
+  }
+  JsonNode *root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error_literal (error, DRAGOMAN_WS_ERROR, 0, "not a JSON object");
+    return NULL;
+  }
+  JsonObject *msg = json_node_get_object (root);
+  for (const DragomanWsMember *m = members; m->name; m++) {
+    JsonNode *node = json_object_get_member (msg, m->name);
+    if (!node || JSON_NODE_HOLDS_NULL (node))
+      continue;
+    GType type = JSON_NODE_HOLDS_VALUE (node) ? json_node_get_value_type (node) : G_TYPE_INVALID;
+    if (type != m->type && !(m->type == G_TYPE_DOUBLE && type == G_TYPE_INT64)) {
+      g_set_error (error, DRAGOMAN_WS_ERROR, 0, "\"%s\" must be %s", m->name, type_words (m->type));
+      return NULL;
+    }
+  }
+  return json_object_ref (msg);
+}
+
+/* every member join () and dragoman_booth_handle () read */
+static const DragomanWsMember booth_members[] = {
+  { "type", G_TYPE_STRING },
+  { "token", G_TYPE_STRING },
+  { "name", G_TYPE_STRING },
+  { "sdp", G_TYPE_STRING },
+  { "candidate", G_TYPE_STRING },
+  { "sdpMLineIndex", G_TYPE_INT64 },
+  { "source", G_TYPE_STRING },
+  { "lang", G_TYPE_STRING },
+  { "text", G_TYPE_STRING },
+  { "value", G_TYPE_BOOLEAN },
+  { NULL, 0 },
+};
+
+JsonObject *
+dragoman_ws_booth_parse (const char *data, gsize len, gboolean joined, GError **error)
+{
+  JsonObject *msg = dragoman_ws_parse_object (data, len, booth_members, error);
+  if (msg && !joined && g_strcmp0 (json_object_get_string_member_with_default (msg, "type", ""), "join") != 0) {
+    json_object_unref (msg);
+    g_set_error_literal (error, DRAGOMAN_WS_ERROR, 0, "the first message must be {\"type\":\"join\",...}");
+    return NULL;
+  }
+  return msg;
+}
+
+/* ---- the session ------------------------------------------------------------------ */
 
 static void
 send_from_booth (gpointer session, const char *json)
@@ -39,19 +270,17 @@ dragoman_ws_booth_open (DragomanBoothSession *s, struct lws *wsi, DragomanServer
 {
   if (!wsbooth_debug)
     GST_DEBUG_CATEGORY_INIT (wsbooth_debug, "dragoman-wsbooth", 0, "dragoman booth consoles");
-  char arg[80], room_id[64] = "", lang[16] = "";
-  const char *v;
+  char room_arg[80], booth_arg[80];
+  DragomanWsTarget target;
   s->wsi = wsi;
   s->server = server;
   dragoman_outbox_init (&s->out, wsi, MAX_QUEUED);
   s->in = g_string_new (NULL);
   lws_get_peer_simple (wsi, s->address, sizeof s->address);
-  if ((v = lws_get_urlarg_by_name (wsi, "room=", arg, sizeof arg)))
-    g_strlcpy (room_id, v, sizeof room_id);
-  if ((v = lws_get_urlarg_by_name (wsi, "booth=", arg, sizeof arg)))
-    g_strlcpy (lang, v, sizeof lang);
-  DragomanRoom *room = dragoman_config_valid_id (room_id) ? dragoman_server_find_room (server, room_id) : NULL;
-  s->booth = room && dragoman_config_valid_id (lang) ? dragoman_room_find_booth (room, lang) : NULL;
+  dragoman_ws_listen_parse_target (lws_get_urlarg_by_name (wsi, "room=", room_arg, sizeof room_arg),
+                                   lws_get_urlarg_by_name (wsi, "booth=", booth_arg, sizeof booth_arg), &target);
+  DragomanRoom *room = dragoman_config_valid_id (target.room) ? dragoman_server_find_room (server, target.room) : NULL;
+  s->booth = room && dragoman_config_valid_id (target.name) ? dragoman_room_find_booth (room, target.name) : NULL;
   if (!s->booth || !g_str_equal (dragoman_booth_get_config (s->booth)->source, "browser"))
     refuse (s, 4404, "unknown-booth", "no browser booth by that name in that room");
   return 0;
@@ -102,26 +331,38 @@ dragoman_ws_booth_receive (DragomanBoothSession *s, const void *in, size_t len, 
   if (!final)
     return 0;
 
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  gboolean ok = json_parser_load_from_data (parser, s->in->str, s->in->len, NULL);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (JsonObject) msg = dragoman_ws_booth_parse (s->in->str, s->in->len, s->interpreter != NULL, &err);
   g_string_truncate (s->in, 0);
-  JsonNode *root = ok ? json_parser_get_root (parser) : NULL;
-  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
-    if (!s->interpreter)
-      refuse (s, 4400, "bad-message", "the first message must be {\"type\":\"join\",...}");
-    else
-      dragoman_outbox_push (&s->out, "{\"type\":\"error\",\"code\":\"bad-message\",\"message\":\"not a JSON object\"}");
-    return 0;
-  }
-  JsonObject *msg = json_node_get_object (root);
+  if (!msg)
+    goto bad_message;
+  if (!s->interpreter)
+    join (s, msg);
+  else
+    dragoman_booth_handle (s->booth, s->interpreter, msg);
+  return 0;
+
+  /* ERRORS */
+bad_message:
+  GST_INFO ("booth %s from %s: bad message: %s", s->booth ? dragoman_booth_get_lang (s->booth) : "?", s->address,
+            err->message);
   if (!s->interpreter) {
-    if (g_strcmp0 (json_object_get_string_member_with_default (msg, "type", ""), "join") != 0)
-      refuse (s, 4400, "bad-message", "the first message must be {\"type\":\"join\",...}");
-    else
-      join (s, msg);
-    return 0;
+    refuse (s, 4400, "bad-message", err->message);
+  } else {
+    /* the console stays: an unknown or malformed message is answered and ignored */
+    g_autoptr (JsonBuilder) j = json_builder_new ();
+    json_builder_begin_object (j);
+    json_builder_set_member_name (j, "type");
+    json_builder_add_string_value (j, "error");
+    json_builder_set_member_name (j, "code");
+    json_builder_add_string_value (j, "bad-message");
+    json_builder_set_member_name (j, "message");
+    json_builder_add_string_value (j, err->message);
+    json_builder_end_object (j);
+    g_autoptr (JsonNode) root = json_builder_get_root (j);
+    g_autofree char *json = json_to_string (root, FALSE);
+    dragoman_outbox_push (&s->out, json);
   }
-  dragoman_booth_handle (s->booth, s->interpreter, msg);
   return 0;
 }
 

@@ -13,6 +13,12 @@ typedef struct {
   char address[64];
 } DragomanControlSession;
 
+/* The pure part of a crew message, fuzzed (tests/fuzz/fuzz_control.c): one whole text
+ * message → its JSON object (a new reference) with every member dragoman_control_handle ()
+ * reads of the protocol's type (dragoman_ws_parse_object), the first one an
+ * {"type":"auth",...}; else NULL and why. */
+JsonObject *dragoman_ws_control_parse (const char *data, gsize len, gboolean signed_in, GError **error);
+
 int dragoman_ws_control_open (DragomanControlSession *s, struct lws *wsi, DragomanServer *server);
 int dragoman_ws_control_receive (DragomanControlSession *s, const void *in, size_t len, gboolean binary,
                                  gboolean final);

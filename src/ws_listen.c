@@ -52,25 +52,33 @@ refuse (DragomanListenSession *s, guint16 code, const char *error_code, char *me
   s->error_message = message;
 }
 
+static void
+parse_id (const char *value, char *out, gsize size)
+{
+  g_strlcpy (out, value && dragoman_config_valid_id (value) ? value : "(invalid)", size);
+}
+
+void
+dragoman_ws_listen_parse_target (const char *room, const char *name, DragomanWsTarget *target)
+{
+  G_STATIC_ASSERT (sizeof target->room > 32 && sizeof target->name > 32); /* a valid id fits whole */
+  parse_id (room, target->room, sizeof target->room);
+  parse_id (name, target->name, sizeof target->name);
+}
+
 int
 dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServer *server)
 {
   if (!listen_debug)
     GST_DEBUG_CATEGORY_INIT (listen_debug, "dragoman-listen", 0, "dragoman WebSocket listeners");
-  char room_id[64] = "", lang[16] = "", arg[80];
-  const char *v;
+  /* lws copies "name=value" into each buffer and returns a pointer to the value */
+  char room_arg[80], lang_arg[80];
+  DragomanWsTarget target;
+  dragoman_ws_listen_parse_target (lws_get_urlarg_by_name (wsi, "room=", room_arg, sizeof room_arg),
+                                   lws_get_urlarg_by_name (wsi, "lang=", lang_arg, sizeof lang_arg), &target);
+  const char *room_id = target.room, *lang = target.name;
   s->wsi = wsi;
   s->server = server;
-  /* lws copies "name=value" into arg and returns a pointer to the value */
-  if ((v = lws_get_urlarg_by_name (wsi, "room=", arg, sizeof arg)))
-    g_strlcpy (room_id, v, sizeof room_id);
-  if ((v = lws_get_urlarg_by_name (wsi, "lang=", arg, sizeof arg)))
-    g_strlcpy (lang, v, sizeof lang);
-  /* names go back into JSON and logs: anything but a plain id is shown as such */
-  if (!dragoman_config_valid_id (room_id))
-    g_strlcpy (room_id, "(invalid)", sizeof room_id);
-  if (!dragoman_config_valid_id (lang))
-    g_strlcpy (lang, "(invalid)", sizeof lang);
 
   s->room = dragoman_server_find_room (server, room_id);
   s->channel = s->room ? dragoman_room_find_channel (s->room, lang) : NULL;

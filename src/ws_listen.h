@@ -22,6 +22,16 @@ typedef struct {
   gboolean error_sent;
 } DragomanListenSession;
 
+/* The pure part of the open, shared with /ws/booth and fuzzed (tests/fuzz/fuzz_query.c):
+ * two URL argument values as lws decoded them (NULL: absent) → each value itself when it
+ * is a plain id (dragoman_config_valid_id), else "(invalid)": names go back into JSON and
+ * logs. Never truncated: a 20-character language is not looked up as its first 15. */
+typedef struct {
+  char room[33];
+  char name[33]; /* the language (listen) or the booth */
+} DragomanWsTarget;
+void dragoman_ws_listen_parse_target (const char *room, const char *name, DragomanWsTarget *target);
+
 /* each returns the lws callback's return value (non-zero closes) */
 int dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServer *server);
 int dragoman_ws_listen_writable (DragomanListenSession *s);

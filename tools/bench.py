@@ -9,9 +9,18 @@
   3. cost per channel: callgrind instruction counts of mix + Opus, and of AAC,
      per second of audio (repeatable on a noisy machine).
 
+  4. the SRT stage (tools/stagebench.py): server CPU and RSS receiving 1080p30
+     4 Mbit/s over SRT (with HLS and without), and the latency of a click sent
+     into the stage's floor to a /ws/listen listener (floor-to-ear), to a
+     browser booth's WebRTC return feed (floor-to-booth) and to the HLS
+     playlist (floor-to-HLS segment availability).
+
 Writes bench/results.json and the table in docs/performance.md.
 QUICK=1: a reduced run (< 1 minute). --smoke: seconds, asserts sanity, writes
 nothing (part of `make test`).
+Development: --only mouth,webrtc,fanout,cost,icecast,stage runs those parts
+(not with --smoke); --out FILE writes the results there. Either prints the
+table and touches neither bench/results.json nor docs/performance.md.
 """
 import datetime, json, os, platform, re, shutil, signal, socket, subprocess, sys, time, urllib.request
 
@@ -19,6 +28,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(ROOT, "build")
 SMOKE = "--smoke" in sys.argv
 QUICK = os.environ.get("QUICK") == "1" or SMOKE
+
+
+def arg(name):
+    for i, a in enumerate(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+ONLY = set(arg("--only").split(",")) if arg("--only") else None
+OUT = arg("--out")
+
+
+def want(part):
+    return SMOKE or ONLY is None or part in ONLY
 
 
 def free_port():
@@ -87,10 +113,11 @@ def mouth_to_socket_webrtc(clicks):
     /ws/listen listener (tools/clickbench --listen-only: arrival time of each click)"""
     srv = Server("configs/bench.ini")
     period = 501.3
-    secs = int(clicks * period / 1000) + 6
+    secs = int(clicks * period / 1000) + (4 if QUICK else 6)
     try:
         lis = subprocess.Popen([os.path.join(B, "clickbench"), "--url",
-                                f"ws://127.0.0.1:{srv.port}/ws/listen?room=main&lang=az", "--listen-only", str(secs + 4)],
+                                f"ws://127.0.0.1:{srv.port}/ws/listen?room=main&lang=az", "--listen-only",
+                                str(secs + (2 if QUICK else 4))],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
         peer = run_json([os.path.join(B, "boothpeer"), "--url", f"ws://127.0.0.1:{srv.port}/ws/booth?room=main&booth=az",
                          "--token", "bench-az-booth", "--name", "bench", "--click-period-ms", str(period),
@@ -118,7 +145,7 @@ def fanout(clients, seconds):
         time.sleep(1)
         r = run_json([os.path.join(B, "loadgen"), "--url", f"ws://127.0.0.1:{srv.port}/ws/listen?room=main",
                       "--langs", "orig,en,hy,az,ru,tr", "--clients", str(clients), "--seconds", str(seconds),
-                      "--server-pid", str(srv.proc.pid), "--idle-seconds", "3" if QUICK else "5",
+                      "--server-pid", str(srv.proc.pid), "--idle-seconds", "2" if QUICK else "5",
                       "--stall", "5" if clients >= 1000 else "2", "--json"], timeout=seconds + 120)
         m = srv.metrics()
         r["server_disconnects_slow"] = sum(int(float(v)) for v in
@@ -175,25 +202,43 @@ def machine():
 
 def main():
     os.makedirs(os.path.join(B, "test-artifacts"), exist_ok=True)
-    res = {"machine": machine(), "quick": QUICK, "smoke": SMOKE}
-    clicks = 10 if SMOKE else 30 if QUICK else 200
-    res["mouth_to_socket"] = [mouth_to_socket(20, clicks)]
-    if not SMOKE:
-        res["mouth_to_socket"].append(mouth_to_socket(10, clicks))
-        res["mouth_to_socket_webrtc"] = mouth_to_socket_webrtc(clicks)
+    res = {"machine": machine(), "quick": QUICK, "smoke": SMOKE, "timings_s": {}}
+    t0 = time.monotonic()
+
+    def timed(name, fn, *a, **kw):
+        t = time.monotonic()
+        r = fn(*a, **kw)
+        res["timings_s"][name] = round(time.monotonic() - t, 1)
+        return r
+
+    # Budgets: `make bench` ≤ 10 minutes, QUICK=1 ≤ 1 minute (res["timings_s"] shows where it goes).
+    # The first full run took 9.4 minutes with 200 clicks per latency bench; the SRT stage adds ~1.5, so
+    # 120 clicks now (p99 = the second highest). QUICK: 12 clicks, and 20 ms channel frames only.
+    clicks = 10 if SMOKE else 12 if QUICK else 120
+    if want("mouth"):
+        res["mouth_to_socket"] = [timed("mouth_to_socket_20ms", mouth_to_socket, 20, clicks)]
+        if not QUICK:
+            res["mouth_to_socket"].append(timed("mouth_to_socket_10ms", mouth_to_socket, 10, clicks))
+    if not SMOKE and want("webrtc"):
+        res["mouth_to_socket_webrtc"] = timed("mouth_to_socket_webrtc", mouth_to_socket_webrtc, clicks)
     sizes = [100] if SMOKE else [500] if QUICK else [1000, 2000, 4000]
-    secs = 3 if SMOKE else 5 if QUICK else 10
-    res["fanout"] = []
-    for n in sizes:
-        f = fanout(n, secs)
-        f["bare"] = bare(n, secs)
-        res["fanout"].append(f)
-    if not QUICK and shutil.which("valgrind"):
-        res["channel_cost"] = channel_cost()
-    if not QUICK and shutil.which("icecast2"):
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    secs = 3 if SMOKE else 4 if QUICK else 10
+    if want("fanout"):
+        res["fanout"] = []
+        for n in sizes:
+            f = timed(f"fanout_{n}", fanout, n, secs)
+            f["bare"] = timed(f"bare_{n}", bare, n, secs)
+            res["fanout"].append(f)
+    if not QUICK and want("cost") and shutil.which("valgrind"):
+        res["channel_cost"] = timed("channel_cost", channel_cost)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if not QUICK and want("icecast") and shutil.which("icecast2"):
         import icecast_bench
-        res["icecast"] = icecast_bench.run([100, 1000], 10)
+        res["icecast"] = timed("icecast", icecast_bench.run, [100, 1000], 10)
+    if not SMOKE and want("stage") and shutil.which("ffmpeg"):
+        import stagebench
+        res["stage"] = timed("stage", stagebench.run, quick=QUICK, log=lambda m: print(m, file=sys.stderr))
+    res["timings_s"]["total"] = round(time.monotonic() - t0, 1)
 
     if SMOKE:
         m = res["mouth_to_socket"][0]
@@ -215,10 +260,16 @@ def main():
             sys.exit(1)
         return
 
+    table = render(res)
+    if OUT or ONLY:  # a development run: bench/results.json and docs/performance.md are a full run's
+        if OUT:
+            with open(OUT, "w") as fh:
+                json.dump(res, fh, indent=2)
+        print(table)
+        return
     os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results.json"), "w") as fh:
         json.dump(res, fh, indent=2)
-    table = render(res)
     print(table)
     write_doc(table)
 
@@ -226,10 +277,11 @@ def main():
 def render(res):
     m = res["machine"]
     lines = [f"Measured by `make bench`{' (QUICK=1)' if res['quick'] else ''} on {m['date']}: {m['cores']} cores, "
-             f"{m['cpu']}, Linux {m['kernel']}, load average {m['load_before']:.1f} before the run.", "",
-             "### Mouth-to-socket (booth Opus/RTP in → WebSocket listener), jitter buffer 20 ms", "",
-             "| channel frame | clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]
-    for r in res["mouth_to_socket"]:
+             f"{m['cpu']}, Linux {m['kernel']}, load average {m['load_before']:.1f} before the run."]
+    if "mouth_to_socket" in res:
+        lines += ["", "### Mouth-to-socket (booth Opus/RTP in → WebSocket listener), jitter buffer 20 ms", "",
+                  "| channel frame | clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]
+    for r in res.get("mouth_to_socket", []):
         l = r["latency_ms"]
         lines.append(f"| {r['channel_frame_ms']} ms | {r['clicks_timed']}/{r['clicks_sent']} | {l['p50']:.1f} ms | "
                      f"{l['p95']:.1f} ms | {l['p99']:.1f} ms | {l['max']:.1f} ms |")
@@ -242,10 +294,11 @@ def render(res):
                   "| clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|",
                   f"| {r['clicks_timed']}/{r['clicks_sent']} | {l['p50']:.1f} ms | {l['p95']:.1f} ms | "
                   f"{l['p99']:.1f} ms | {l['max']:.1f} ms |"]
-    lines += ["", "### Fan-out (demo room, 20 ms frames, healthy listeners; 2-5 stalled ones beside them)", "",
-              "| listeners | server CPU (fan-out only) | bare floor CPU | ratio | RSS/listener | p50 | p99 | "
-              "gaps | discont. | stalled closed by server | loadgen CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for f in res["fanout"]:
+    if "fanout" in res:
+        lines += ["", "### Fan-out (demo room, 20 ms frames, healthy listeners; 2-5 stalled ones beside them)", "",
+                  "| listeners | server CPU (fan-out only) | bare floor CPU | ratio | RSS/listener | p50 | p99 | "
+                  "gaps | discont. | stalled closed by server | loadgen CPU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in res.get("fanout", []):
         s, h, b = f["server"], f["healthy"], f["bare"]["server"]
         fan = s["cpu_pct"] - s["cpu_pct_idle"]
         ratio = fan / b["cpu_pct"] if b["cpu_pct"] > 0 else float("nan")
@@ -262,7 +315,40 @@ def render(res):
     if "icecast" in res:
         lines += ["", "### Side by side with Icecast 2.4 (Ogg/Opus mount, 32 kbit/s, same machine, same run)", "",
                   "```", json.dumps(res["icecast"], indent=1)[:6000], "```"]
+    if "stage" in res:
+        lines += render_stage(res["stage"])
     return "\n".join(lines) + "\n"
+
+
+def render_stage(st):
+    ms = lambda v: "–" if v is None else f"{v:.1f} ms"
+    lines = ["", "### SRT stage: server CPU at 1080p30, 4 Mbit/s (configs/conference.ini, video passed through)", "",
+             f"Sender: {st['sender']['video']}; {st['sender']['audio']}. Server process only, stage live, "
+             "nobody listening.", "",
+             "| server | server CPU (% of a core) | server RSS | window | sender (ffmpeg) CPU |", "|---|---|---|---|---|"]
+    names = {"hls": "HLS on (the conference: channels, program pipeline, HLS)",
+             "program": "`room main.hls=false` (channels + program pipeline, kept for `[record main]`)",
+             "channels": "`room main.hls=false`, no `[record main]`: the channels alone"}
+    for c in st["cpu"]:
+        what = names.get(c["variant"], c["variant"])
+        lines.append(f"| {what} | {c['server_cpu_pct']:.1f} % | {c['server_rss_kib'] / 1024:.1f} MiB | "
+                     f"{c['seconds']:.0f} s | {c['sender_cpu_pct']:.1f} % |")
+    e, b, h = st["floor_to_ear"], st["floor_to_booth"], st["floor_to_hls"]
+    el, bl, hl = e["latency_ms"], b["latency_ms"], h["latency_ms"]
+    lines += ["", f"### Floor-to-ear over SRT (a click in the stage's AAC, SRT latency {st['srt_latency_ms']} ms)", "",
+              "| to | clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|",
+              f"| WebSocket listener on `orig` | {e['clicks_timed']}/{e['clicks_sent']} | {ms(el['p50'])} | "
+              f"{ms(el['p95'])} | {ms(el['p99'])} | {ms(el['max'])} |",
+              f"| browser booth `{b['booth']}`, WebRTC return feed | {b['clicks_timed']}/{b['clicks_sent']} | "
+              f"{ms(bl['p50'])} | {ms(bl['p95'])} | {ms(bl['p99'])} | {ms(bl['max'])} |",
+              f"| HLS: its segment in the `orig` playlist ({h['segment_s']} s segments) | {h['clicks_timed']} in "
+              f"{h['segments_seen']} segments | {ms(hl['p50'])} | {ms(hl['p95'])} | {ms(hl['p99'])} | {ms(hl['max'])} |",
+              "", f"Of the listener's: send → the Opus packet's ingress time p50 {ms(e['send_to_ingress_ms']['p50'])} "
+              f"(SRT {st['srt_latency_ms']} ms, demux, AAC parse and decode, mixer), ingress → arrival p50 "
+              f"{ms(e['ingress_to_arrival_ms']['p50'])}. Sender's own pacing (wire − PTS, not counted): p99 "
+              f"{ms(st['sender_jitter_ms']['p99'])}. The booth peer's jitter buffer: "
+              f"{b['peer_jitterbuffer_ms']} ms. HLS segment found by polling every {h['poll_ms']:.0f} ms."]
+    return lines
 
 
 def write_doc(table):

@@ -14,6 +14,13 @@
 // delivers its samples if it is attached to a media element, so it goes to a
 // muted <audio> and, for the sound, through Web Audio (source -> GainNode for
 // the incoming volume -> speakers), where the page also meters it.
+//
+// Strings: i18n.js (i18n/<code>.json); the interpreter's pick in the header,
+// else the browser's language. Shortcuts go by the physical key (e.code), so
+// they work on an Armenian or Russian layout too; F8/F9 also work while typing
+// and with a screen reader in browse mode (which takes the letter keys).
+
+import { LANGS, browserLanguage, fillPicker, i18n, num, onLanguage, saveLanguage, savedLanguage, setLanguage, t } from './i18n.js';
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
@@ -35,7 +42,7 @@ const ui = {
   hoRequest: $('handover-request'), hoRequestText: $('handover-request-text'), acceptHandover: $('accept-handover'),
   requestHandover: $('request-handover'), takeOver: $('take-over'), handOver: $('hand-over'), slowDown: $('slow-down'),
   onairTime: $('onair-time'), chatLog: $('chat-log'), chatForm: $('chat-form'), chatText: $('chat-text'),
-  signout: $('signout'), returnAudio: $('return-audio'),
+  signout: $('signout'), returnAudio: $('return-audio'), announce: $('announce'), uiLang: $('ui-lang'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -85,6 +92,8 @@ function storeToken(room, booth, token) {
 
 const findRoom = (id) => rooms.find((r) => r.id === id);
 const langName = (c) => (c.native_name && c.native_name !== c.lang ? `${c.native_name} (${c.lang})` : c.lang);
+// The floor's name from the server is English ("Original (English)"): ours is translated.
+const floorName = () => t('booth.floor');
 
 function fillBooths(wantBooth) {
   const room = findRoom(ui.room.value);
@@ -106,7 +115,7 @@ async function loadRooms() {
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     rooms = (await res.json()).rooms || [];
   } catch (e) {
-    setSigninStatus(`Cannot load the room list (${e.message}). You can still sign in if the room and booth are in the address.`, 'warn');
+    setSigninStatus('booth.status.roomsFailed', { error: e.message }, 'warn');
   }
   const opts = rooms.map((r) => new Option(r.title ? `${r.title} (${r.id})` : r.id, r.id));
   if (wantRoom && !findRoom(wantRoom)) opts.push(new Option(wantRoom, wantRoom));
@@ -119,9 +128,20 @@ async function loadRooms() {
   else (ui.name.value ? ui.token : ui.name).focus();
 }
 
-function setSigninStatus(text, kind = '') {
-  ui.signinStatus.textContent = text;
-  ui.signinStatus.dataset.kind = kind;
+// Status lines and alerts hold an i18n key, so a language switch re-renders them.
+let signinMsg = null;
+function setSigninStatus(key, vars = {}, kind = '') {
+  signinMsg = key ? { key, vars, kind } : null;
+  renderSigninStatus();
+}
+function renderSigninStatus() {
+  ui.signinStatus.textContent = signinMsg ? msgText(signinMsg) : '';
+  ui.signinStatus.dataset.kind = signinMsg ? signinMsg.kind : '';
+}
+// {key, vars} or {keys: [...]} (sentences joined) -> text.
+function msgText(m) {
+  if (m.keys) return m.keys.map((x) => msgText(x)).join(' ');
+  return t(m.key, m.vars || {});
 }
 
 function showSignin() {
@@ -129,8 +149,7 @@ function showSignin() {
   ui.console.hidden = true;
   ui.signinButton.disabled = false;
   document.body.dataset.onair = 'false';
-  ui.title.textContent = 'Interpreter console';
-  ui.roomName.textContent = '';
+  renderTitle();
 }
 
 // ---- the session: one sign-in, across reconnects ---------------------------
@@ -184,10 +203,10 @@ class Session {
       case 'ice': this.onRemoteIce(m); break;
       case 'handover-request': showHandoverRequest(m); break;
       case 'chat': addChat({ from: m.from, text: m.text, at: m.at }); break;
-      case 'slow-down': addChat({ text: `${m.from} asked the speaker to slow down.`, at: m.at, kind: 'system' }); break;
+      case 'slow-down': addChat({ i18n: { key: 'booth.chat.slowDown', vars: { name: m.from } }, at: m.at, kind: 'system' }); break;
       case 'message':
-        addChat({ from: 'AV crew', text: m.text, at: m.at, kind: 'crew' });
-        showAlert(`AV crew: ${m.text}`, 'info');
+        addChat({ from: { key: 'booth.crew' }, text: m.text, at: m.at, kind: 'crew' });
+        showAlert('booth.alert.crew', { text: m.text }, 'info');
         break;
       case 'error': this.onError(m); break;
       default: break; // newer server: ignore what we do not know
@@ -195,18 +214,19 @@ class Session {
   }
 
   onError(m) {
-    const text = m.message || errorText[m.code] || m.code || 'error';
-    stats.lastError = { code: m.code, message: text, at: Date.now() };
-    if (!this.joined) { this.serverError = { code: m.code, message: text }; return; } // a refusal: the close follows
+    // Known codes in the interpreter's language; a newer code as the server says it.
+    const msg = errorMsg(m.code, m.message);
+    stats.lastError = { code: m.code, message: m.message || m.code, at: Date.now() };
+    if (!this.joined) { this.serverError = { code: m.code, msg }; return; } // a refusal: the close follows
     if (m.code === 'not-supported' && this.pending.output) {
       delete this.pending.output;
-      retourUnavailable = text;
+      retourUnavailable = msg;
       renderOutgoing();
     }
     if (m.code === 'not-live' || m.code === 'channel-busy') delete this.pending.onAir;
     if (m.code === 'channel-busy' || m.code === 'bad-output') { delete this.pending.output; renderOutgoing(); }
-    if (m.code === 'bad-sdp') { showAlert(`The server could not set up the audio connection (${text}). Retrying…`, 'error', true); this.restart(); return; }
-    showAlert(text, 'error');
+    if (m.code === 'bad-sdp') { showAlert('booth.alert.badSdp', { error: m.message || m.code }, 'error', true); this.restart(); return; }
+    showAlert(msg.key, msg.vars, 'error');
     render();
   }
 
@@ -222,7 +242,7 @@ class Session {
     ui.console.hidden = false;
     renderChannels();
     if (stats.reconnects) {
-      showAlert(this.wasOnAir ? 'Reconnected. You are OFF AIR: press ON AIR to continue.' : 'Reconnected.',
+      showAlert(this.wasOnAir ? 'booth.alert.reconnectedOff' : 'booth.alert.reconnected', {},
         this.wasOnAir ? 'warn' : 'info', this.wasOnAir);
     } else {
       hideAlert();
@@ -235,7 +255,8 @@ class Session {
       await this.startPeer(m.ice_servers || []);
     } catch (e) {
       console.warn('dragoman booth:', e);
-      showAlert(e.message || String(e), 'error', true);
+      if (e.i18n) showAlert(e.i18n.key, e.i18n.vars, 'error', true);
+      else showAlert('booth.alert.failed', { error: e.message || String(e) }, 'error', true);
     }
     render();
   }
@@ -279,7 +300,7 @@ class Session {
       renderConn();
       // The server's peer is per sign-in: a failed path needs a fresh sign-in.
       if (pc.connectionState === 'failed' && this.pc === pc) {
-        showAlert('The audio connection failed. Reconnecting…', 'error', true);
+        showAlert('booth.alert.audioFailed', {}, 'error', true);
         this.restart();
       }
     };
@@ -297,7 +318,7 @@ class Session {
       stats.answerAt = Date.now();
       for (const c of this.pendingIce.splice(0)) await this.addIce(c);
     } catch (e) {
-      showAlert(`Bad answer from the server: ${e.message}`, 'error', true);
+      showAlert('booth.alert.badAnswer', { error: e.message }, 'error', true);
     }
   }
 
@@ -346,13 +367,14 @@ class Session {
     // token would only count as another failure: back to the form.
     if (!this.joined && (refusal || (e.code >= 4000 && e.code < 5000))) {
       const code = refusal ? refusal.code : `close ${e.code}`;
-      const msg = (refusal && refusal.message) || errorText[code] || `The server refused the sign-in (${code}).`;
+      const msg = refusal ? refusal.msg : errorKeys[code] ? { key: errorKeys[code] } : { key: 'booth.error.refused', vars: { code } };
       if (code === 'bad-token') storeToken(this.room, this.booth, null);
       this.closed = true;
       session = null;
       stats.phase = 'refused';
       showSignin();
-      setSigninStatus(`${msg}${hint[code] ? ` ${hint[code]}` : ''}`, 'error');
+      signinMsg = { keys: [msg, ...(hintKeys[code] ? [{ key: hintKeys[code] }] : [])], kind: 'error' };
+      renderSigninStatus();
       ui.signinStatus.dataset.code = code;
       hideAlert();
       if (code === 'bad-token') ui.token.select();
@@ -364,43 +386,37 @@ class Session {
     this.state = null;
     stats.phase = 'reconnecting';
     if (wasJoined) stats.reconnects++;
-    const secs = (this.backoff / 1000).toFixed(1);
-    showAlert(`Connection to the server lost: you are OFF AIR, the channel carries the floor. Reconnecting in ${secs} s…`, 'error', true);
+    showAlert('booth.alert.lost', { s: num(this.backoff / 1000, 1) }, 'error', true);
     this.timer = setTimeout(() => { if (!this.closed) this.open(); }, this.backoff);
     this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
     render();
   }
 }
 
-const errorText = {
-  'bad-token': 'Wrong or missing booth token.',
-  'unknown-booth': 'No browser booth by that name in this room.',
-  'booth-full': 'This booth is full: both interpreter places are taken.',
-  'bad-message': 'The server did not understand the page (bad message).',
-  'too-many-attempts': 'Too many failed sign-ins from this address.',
-  'not-live': 'Only the live interpreter can do that: take over first.',
-  'not-supported': 'Not available on this server yet.',
-  'channel-busy': 'That channel is in use by another booth on air.',
-  'bad-output': 'That output channel is not available.',
+// Server error codes (docs/protocol.md) -> i18n keys.
+const errorKeys = Object.fromEntries(['bad-token', 'unknown-booth', 'booth-full', 'bad-message', 'too-many-attempts',
+  'not-live', 'not-supported', 'channel-busy', 'bad-output', 'kicked'].map((c) => [c, `booth.error.${c}`]));
+const hintKeys = {
+  'bad-token': 'booth.hint.bad-token',
+  'booth-full': 'booth.hint.booth-full',
+  'too-many-attempts': 'booth.hint.too-many-attempts',
 };
-const hint = {
-  'bad-token': 'Check the token with the technicians.',
-  'booth-full': 'Ask your partner or the technicians to free a place, then sign in again.',
-  'too-many-attempts': 'Wait a minute, then try again.',
-};
+function errorMsg(code, message) {
+  if (errorKeys[code]) return { key: errorKeys[code] };
+  return { key: 'booth.error.server', vars: { message: message || code || '?' } };
+}
 
 function signIn(room, booth, name, token) {
   if (session) session.close();
   stats.reconnects = 0;
   savePrefs({ room, booth, name });
   ui.signinButton.disabled = true;
-  setSigninStatus('Signing in…');
+  setSigninStatus('booth.status.signingIn');
   delete ui.signinStatus.dataset.code;
-  ui.title.textContent = `Booth ${booth}`;
-  ui.roomName.textContent = (findRoom(room) && findRoom(room).title) || room;
   ensureAudio().catch(() => {}); // inside the click: lets the AudioContext start
   session = new Session(room, booth, name, token);
   session.open();
+  renderTitle();
   renderConn();
   // The form comes back only on a refusal; re-enable the button after a while anyway.
   setTimeout(() => { ui.signinButton.disabled = false; }, 3000);
@@ -412,7 +428,7 @@ function signOut() {
   stats.phase = 'signed-out';
   hideAlert();
   showSignin();
-  setSigninStatus('Signed out.');
+  setSigninStatus('booth.status.signedOut');
   ui.token.value = '';
   renderConn();
 }
@@ -463,7 +479,7 @@ function renderSoundButton() {
 async function ensureMic() {
   if (mic && mic.getAudioTracks().some((t) => t.readyState === 'live')) return;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new Error('This browser cannot use a microphone here (the console needs HTTPS, or localhost).');
+    throw Object.assign(new Error('no getUserMedia'), { i18n: { key: 'booth.alert.noMicApi' } });
   }
   try {
     mic = await navigator.mediaDevices.getUserMedia({
@@ -471,13 +487,15 @@ async function ensureMic() {
       video: false,
     });
   } catch (e) {
-    throw new Error(`No microphone: ${e.name === 'NotAllowedError' ? 'permission refused. Allow the microphone for this site and reload.' : e.message}`);
+    throw Object.assign(new Error(`No microphone: ${e.message}`), {
+      i18n: e.name === 'NotAllowedError' ? { key: 'booth.alert.micRefused' } : { key: 'booth.alert.noMic', vars: { error: e.message } },
+    });
   }
   if (audio.micSource) audio.micSource.disconnect();
   audio.micSource = audio.ctx.createMediaStreamSource(mic);
   audio.micAnalyser = new AnalyserNode(audio.ctx, { fftSize: 2048 });
   audio.micSource.connect(audio.micAnalyser);
-  mic.getAudioTracks()[0].onended = () => showAlert('The microphone stopped (unplugged?). Reload the page after plugging it back.', 'error', true);
+  mic.getAudioTracks()[0].onended = () => showAlert('booth.alert.micEnded', {}, 'error', true);
 }
 
 function attachReturn(stream) {
@@ -513,7 +531,7 @@ function renderMeter(bar, text, db) {
   const frac = Math.max(0, Math.min(1, (db + 60) / 60));
   bar.style.transform = `scaleX(${frac})`;
   bar.classList.toggle('hot', db > -3);
-  text.textContent = Number.isFinite(db) ? `${db.toFixed(0)} dB` : '–∞';
+  text.textContent = db > -100 ? t('unit.db', { v: num(db) }) : '–∞';
 }
 
 function tickMeters() {
@@ -535,7 +553,7 @@ const liveOne = () => session && session.state && (session.state.interpreters ||
 
 function toggleOnAir() {
   if (!session || !session.state) return;
-  if (!amLive()) { showAlert(errorText['not-live'], 'warn'); return; }
+  if (!amLive()) { showAlert('booth.error.not-live', {}, 'warn'); return; }
   const want = !session.state.on_air;
   if (session.send({ type: 'on-air', value: want })) session.pending.onAir = want;
   render();
@@ -565,7 +583,8 @@ function handOver() {
 }
 function requestHandover() {
   if (session && session.send({ type: 'request-handover' })) {
-    addChat({ text: `You asked ${liveOne() ? liveOne().name : 'your partner'} to hand over.`, kind: 'system' });
+    const lv = liveOne();
+    addChat({ i18n: lv ? { key: 'booth.chat.youAsked', vars: { name: lv.name } } : { key: 'booth.chat.youAskedPartner' }, kind: 'system' });
   }
 }
 function takeOver() {
@@ -587,7 +606,21 @@ function pad2(n) { return String(n).padStart(2, '0'); }
 function hms(d) { return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`; }
 function mmss(ms) { const s = Math.floor(ms / 1000); return `${Math.floor(s / 60)}:${pad2(s % 60)}`; }
 
-const channelLabels = { interpretation: 'Interpretation', floor: 'Floor (nobody on air)', 'forced-floor': 'Floor (forced by the AV crew)' };
+// Who is live, on air, coughing: said once to screen readers when it changes.
+let lastSaid = '';
+function announce(m) {
+  const text = msgText(m);
+  if (text === lastSaid) return;
+  lastSaid = text;
+  ui.announce.textContent = text;
+}
+
+const upper = (name) => String(name).toLocaleUpperCase(i18n.lang || 'en');
+
+function renderTitle() {
+  ui.title.textContent = session ? t('booth.titleBooth', { booth: session.booth }) : t('booth.title');
+  ui.roomName.textContent = session ? (findRoom(session.room) && findRoom(session.room).title) || session.room : '';
+}
 
 function render() {
   const s = session && session.state;
@@ -607,23 +640,27 @@ function render() {
   ui.onair.dataset.state = pending ? 'pending' : live && onAir ? 'on' : 'off';
   ui.onair.disabled = !s || !live || (!mediaUp && !onAir);
   if (!s) {
-    ui.onairLabel.textContent = 'OFF AIR';
-    ui.onairSub.textContent = session ? 'connecting…' : '';
+    ui.onairLabel.textContent = t('booth.offAir');
+    ui.onairSub.textContent = session ? t('booth.sub.connecting') : '';
   } else if (live) {
-    ui.onairLabel.textContent = onAir ? (cough ? 'MUTED' : 'ON AIR') : 'OFF AIR';
+    ui.onairLabel.textContent = onAir ? (cough ? t('booth.muted') : t('booth.onAir')) : t('booth.offAir');
     const since = session.onAirSince ? ` · ${mmss(Date.now() - session.onAirSince)}` : '';
-    ui.onairSub.textContent = !mediaUp && !onAir ? 'waiting for the audio connection…' : `press O${since}`;
+    ui.onairSub.textContent = !mediaUp && !onAir ? t('booth.sub.waitingAudio') : `${t('booth.sub.pressO')}${since}`;
   } else {
-    ui.onairLabel.textContent = lv ? `${lv.name.toUpperCase()} LIVE` : 'OFF AIR';
-    ui.onairSub.textContent = onAir ? `${lv ? lv.name : 'your partner'} is on air · Take over below` : 'your partner is live · Take over below';
+    ui.onairLabel.textContent = lv ? t('booth.partnerLive', { NAME: upper(lv.name) }) : t('booth.offAir');
+    ui.onairSub.textContent = onAir ? t('booth.sub.partnerOnAir', { name: lv ? lv.name : t('booth.yourPartner') }) : t('booth.sub.partnerLive');
   }
   ui.cough.disabled = !(live && onAir);
+  if (s) {
+    if (live) announce({ key: onAir ? (cough ? 'booth.say.muted' : 'booth.say.onAir') : 'booth.say.offAir' });
+    else if (lv) announce({ key: onAir ? 'booth.say.partnerOnAir' : 'booth.say.partnerLive', vars: { name: lv.name } });
+  }
 
   // Header facts.
   const cs = s ? s.channel_state || (onAir ? 'interpretation' : 'floor') : null;
-  ui.chState.textContent = cs ? channelLabels[cs] || cs : '–';
+  ui.chState.textContent = cs ? t(`booth.channel.${cs}`) : '–';
   ui.chState.dataset.state = cs || '';
-  ui.audience.textContent = s && s.listeners !== undefined ? `${s.listeners} listening` : '–';
+  ui.audience.textContent = s && s.listeners !== undefined ? t('booth.listening', { n: s.listeners }) : '–';
 
   // Team.
   ui.team.replaceChildren(...(s ? s.interpreters || [] : []).map((i) => {
@@ -633,7 +670,7 @@ function render() {
     li.dataset.id = i.id;
     const badge = document.createElement('span');
     badge.className = 'badge';
-    badge.textContent = i.id === s.live ? (onAir ? 'ON AIR' : 'LIVE') : 'PARTNER';
+    badge.textContent = i.id === s.live ? (onAir ? t('booth.badge.onAir') : t('booth.badge.live')) : t('booth.badge.partner');
     const name = document.createElement('span');
     name.className = 'name';
     name.textContent = i.name;
@@ -641,40 +678,41 @@ function render() {
     if (i.id === stats.id) {
       const me2 = document.createElement('span');
       me2.className = 'me';
-      me2.textContent = i.connected === false ? '(you · audio connecting…)' : '(you)';
+      me2.textContent = i.connected === false ? t('booth.team.youConnecting') : t('booth.team.you');
       li.append(me2);
     } else if (i.connected === false) {
       const c = document.createElement('span');
       c.className = 'me';
-      c.textContent = '(audio connecting…)';
+      c.textContent = t('booth.team.connecting');
       li.append(c);
     }
     return li;
   }));
   const p = partner();
   ui.handOver.hidden = !(s && live && p);
-  ui.handOver.textContent = p ? `Hand over to ${p.name}` : 'Hand over';
+  ui.handOver.textContent = p ? t('booth.handOverTo', { name: p.name }) : t('booth.handOver');
   ui.requestHandover.hidden = !(s && !live);
   ui.takeOver.hidden = !(s && !live);
   for (const b of [ui.handOver, ui.takeOver]) b.disabled = !!(session && session.pending.handover);
   ui.slowDown.disabled = !s;
-  ui.onairTime.textContent = s && onAir && lv ? `${lv.name} on air${session.onAirSince ? ` for ${mmss(Date.now() - session.onAirSince)}` : ''}` : '';
+  ui.onairTime.textContent = s && onAir && lv
+    ? (session.onAirSince ? t('booth.onAirFor', { name: lv.name, time: mmss(Date.now() - session.onAirSince) }) : t('booth.onAirName', { name: lv.name }))
+    : '';
 
   renderChannels();
   renderConn();
 }
 
-let retourUnavailable = 'Retour (outgoing channel B) is not available on this server yet.';
+let retourUnavailable = { key: 'booth.retourUnavailable' };
 
 function renderChannels() {
   const j = session && session.joined;
   const s = session && session.state;
   const chans = j ? j.channels || [] : [];
   const current = (session && session.pending.listen) || (s && s.listen) || 'floor';
-  const floorName = (chans.find((c) => c.lang === 'orig') || {}).native_name || 'Original';
-  const sources = [{ source: 'floor', label: `Floor · ${floorName}` },
+  const sources = [{ source: 'floor', label: floorName() },
     ...chans.filter((c) => c.lang !== 'orig' && c.lang !== (session && session.booth))
-      .map((c) => ({ source: c.lang, label: `Relay · ${langName(c)}` }))];
+      .map((c) => ({ source: c.lang, label: t('booth.relay', { name: langName(c) }) }))];
   ui.incoming.replaceChildren(...sources.map((x) => {
     const b = document.createElement('button');
     b.type = 'button';
@@ -682,6 +720,8 @@ function renderChannels() {
     b.setAttribute('role', 'radio');
     b.dataset.source = x.source;
     b.setAttribute('aria-checked', String(x.source === current));
+    // Roving focus (one tab stop for the group, arrows move): the radio pattern.
+    b.tabIndex = x.source === current ? 0 : -1;
     b.textContent = x.label;
     return b;
   }));
@@ -704,67 +744,91 @@ function renderOutgoing() {
     b.className = 'choice';
     b.dataset.output = c.lang;
     b.setAttribute('aria-pressed', String(c.lang === out));
-    const taken = s && s.output_taken_by && c.lang === out ? ` (in use by the ${s.output_taken_by} booth)` : '';
-    b.textContent = `${c.lang === own ? 'A' : 'B'} · ${langName(c)}${taken}`;
-    if (c.lang !== out && !retour) { b.disabled = true; b.title = retourUnavailable; }
+    const taken = s && s.output_taken_by && c.lang === out ? ` ${t('booth.outputTaken', { booth: s.output_taken_by })}` : '';
+    b.textContent = `${t(c.lang === own ? 'booth.outputA' : 'booth.outputB', { name: langName(c) })}${taken}`;
+    if (c.lang !== out && !retour) { b.disabled = true; b.title = msgText(retourUnavailable); }
     return b;
   }));
 }
 
 function renderConn() {
   const pc = session && session.pc;
-  let text = 'Signed out';
+  let key = 'booth.conn.signedOut';
   let kind = '';
   if (session) {
-    if (stats.phase === 'reconnecting') { text = 'Reconnecting…'; kind = 'error'; }
-    else if (!session.joined) { text = 'Signing in…'; kind = 'warn'; }
-    else if (!pc || pc.connectionState === 'new' || pc.connectionState === 'connecting') { text = 'Audio connecting…'; kind = 'warn'; }
-    else if (pc.connectionState === 'connected') { text = 'Connected'; kind = 'ok'; }
-    else { text = `Audio ${pc.connectionState}`; kind = 'error'; }
+    if (stats.phase === 'reconnecting') { key = 'booth.conn.reconnecting'; kind = 'error'; }
+    else if (!session.joined) { key = 'booth.conn.signingIn'; kind = 'warn'; }
+    else if (!pc || pc.connectionState === 'new' || pc.connectionState === 'connecting') { key = 'booth.conn.audioConnecting'; kind = 'warn'; }
+    else if (pc.connectionState === 'connected') { key = 'booth.conn.connected'; kind = 'ok'; }
+    else { key = pc.connectionState === 'failed' ? 'booth.conn.audioFailed' : 'booth.conn.audioLost'; kind = 'error'; }
   }
-  ui.conn.textContent = text;
+  ui.conn.textContent = t(key);
   ui.conn.dataset.kind = kind;
 }
 
 let alertTimer = null;
-function showAlert(text, kind = 'error', sticky = false) {
-  ui.alertText.textContent = text;
+let alertMsg = null;
+function showAlert(key, vars = {}, kind = 'error', sticky = false) {
+  alertMsg = { key, vars };
+  ui.alertText.textContent = msgText(alertMsg);
   ui.alert.dataset.kind = kind;
   ui.alert.hidden = false;
   clearTimeout(alertTimer);
   if (!sticky) alertTimer = setTimeout(hideAlert, ALERT_MS);
 }
-function hideAlert() { ui.alert.hidden = true; clearTimeout(alertTimer); }
+function hideAlert() { ui.alert.hidden = true; alertMsg = null; clearTimeout(alertTimer); }
 
 let hoTimer = null;
+let hoFrom = null;
 function showHandoverRequest(m) {
-  ui.hoRequestText.textContent = `${m.name || 'Your partner'} asks to take over.`;
+  hoFrom = m.name || null;
   ui.hoRequest.hidden = false;
+  ui.hoRequestText.textContent = hoFrom ? t('booth.handoverAsk', { name: hoFrom }) : t('booth.handoverAskPartner');
   clearTimeout(hoTimer);
   hoTimer = setTimeout(hideHandoverRequest, 60000);
-  addChat({ text: `${m.name || 'Your partner'} asked for the handover.`, kind: 'system' });
+  addChat({ i18n: hoFrom ? { key: 'booth.chat.asked', vars: { name: hoFrom } } : { key: 'booth.chat.askedPartner' }, kind: 'system' });
 }
 function hideHandoverRequest() { ui.hoRequest.hidden = true; clearTimeout(hoTimer); }
 
-function addChat({ from, text, at, kind = '' }) {
+// text: as typed by a person; i18n: {key, vars} of a line the page writes
+// (kept, so a language switch rewrites it); from: a name or {key}.
+function addChat({ from, text, i18n: msg, at, kind = '' }) {
   const li = document.createElement('li');
   if (kind) li.dataset.kind = kind;
-  const t = document.createElement('span');
-  t.className = 'at';
-  t.textContent = hms(at ? new Date(at) : new Date()).slice(0, 5);
-  li.append(t);
+  const time = document.createElement('span');
+  time.className = 'at';
+  time.textContent = hms(at ? new Date(at) : new Date()).slice(0, 5);
+  li.append(time);
   if (from) {
     const f = document.createElement('span');
     f.className = 'from';
-    f.textContent = `${from}:`;
+    if (typeof from === 'object') f.dataset.key = from.key;
+    f.textContent = `${typeof from === 'object' ? t(from.key) : from}:`;
     li.append(f);
   }
-  li.append(document.createTextNode(text || ''));
+  const body = document.createElement('span');
+  body.className = 'text';
+  if (msg) { body.dataset.msg = JSON.stringify(msg); body.textContent = msgText(msg); } else body.textContent = text || '';
+  li.append(body);
   const atBottom = ui.chatLog.scrollTop + ui.chatLog.clientHeight >= ui.chatLog.scrollHeight - 4;
   ui.chatLog.append(li);
   while (ui.chatLog.children.length > 200) ui.chatLog.firstElementChild.remove();
   if (atBottom) ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
 }
+
+// A language switch: everything the page wrote itself, again.
+onLanguage(() => {
+  fillPicker(ui.uiLang, LANGS);
+  renderTitle();
+  renderSigninStatus();
+  if (alertMsg) ui.alertText.textContent = msgText(alertMsg);
+  if (!ui.hoRequest.hidden) ui.hoRequestText.textContent = hoFrom ? t('booth.handoverAsk', { name: hoFrom }) : t('booth.handoverAskPartner');
+  for (const el of ui.chatLog.querySelectorAll('[data-msg]')) el.textContent = msgText(JSON.parse(el.dataset.msg));
+  for (const el of ui.chatLog.querySelectorAll('.from[data-key]')) el.textContent = `${t(el.dataset.key)}:`;
+  ui.volumeText.textContent = t('booth.percent', { v: ui.volume.value });
+  lastSaid = ''; // the next change is said in the new language
+  render();
+});
 
 // ---- events -------------------------------------------------------------------
 
@@ -772,9 +836,9 @@ ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
   const name = ui.name.value.trim();
   const token = ui.token.value;
-  if (!ui.room.value || !ui.booth.value) { setSigninStatus('Pick a room and a booth.', 'error'); return; }
-  if (!name) { setSigninStatus('Enter your name.', 'error'); ui.name.focus(); return; }
-  if (!token) { setSigninStatus('Enter the booth token.', 'error'); ui.token.focus(); return; }
+  if (!ui.room.value || !ui.booth.value) { setSigninStatus('booth.status.pickBooth', {}, 'error'); return; }
+  if (!name) { setSigninStatus('booth.status.enterName', {}, 'error'); ui.name.focus(); return; }
+  if (!token) { setSigninStatus('booth.status.enterToken', {}, 'error'); ui.token.focus(); return; }
   signIn(ui.room.value, ui.booth.value, name, token);
 });
 ui.room.addEventListener('change', () => fillBooths(null));
@@ -795,6 +859,18 @@ ui.incoming.addEventListener('click', (e) => {
   const b = e.target.closest('button[data-source]');
   if (b) listen(b.dataset.source);
 });
+// Radio group: the arrow keys move to the next source and pick it.
+ui.incoming.addEventListener('keydown', (e) => {
+  const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+  const all = [...ui.incoming.querySelectorAll('button[data-source]')];
+  const i = all.indexOf(e.target);
+  if (!step || i < 0) return;
+  e.preventDefault();
+  const next = all[(i + step + all.length) % all.length];
+  listen(next.dataset.source);
+  const el = ui.incoming.querySelector(`button[data-source="${CSS.escape(next.dataset.source)}"]`);
+  if (el) el.focus();
+});
 ui.outgoing.addEventListener('click', (e) => {
   const b = e.target.closest('button[data-output]');
   if (!b || b.disabled || !session) return;
@@ -811,32 +887,43 @@ ui.chatForm.addEventListener('submit', (e) => {
   if (text && session && session.send({ type: 'chat', text })) ui.chatText.value = '';
 });
 ui.signout.addEventListener('click', signOut);
-ui.volume.value = String(Math.round(volumeGain() * 100));
-ui.volumeText.textContent = `${ui.volume.value} %`;
+ui.volume.value = String(Math.round(volumeGain() * 100)); // its text: with the language, below
 ui.volume.addEventListener('input', () => {
   const v = Number(ui.volume.value);
-  ui.volumeText.textContent = `${v} %`;
+  ui.volumeText.textContent = t('booth.percent', { v });
   if (audio.returnNode) audio.returnNode.gain.setTargetAtTime(v / 100, audio.ctx.currentTime, 0.02);
   savePrefs({ volume: v });
 });
 ui.enableSound.addEventListener('click', () => ensureAudio());
 
-// Shortcuts work wherever the focus is, except in a text box (Esc leaves it).
+// Shortcuts work wherever the focus is, except in a text box (Esc leaves it);
+// F8 (on air) and F9 (cough) work there too. Letters go by the physical key
+// (e.code), so an Armenian or Cyrillic layout does not turn O into "օ" or "щ".
 function typing(el) {
   if (!el) return false;
   if (el.isContentEditable || el.tagName === 'TEXTAREA') return true;
   return el.tagName === 'INPUT' && !['range', 'checkbox', 'radio', 'button', 'submit'].includes(el.type);
 }
+const KEYS = { KeyO: 'onair', KeyC: 'cough', KeyH: 'handover', KeyS: 'slowdown', F8: 'onair', F9: 'cough' };
+const LETTERS = { o: 'onair', c: 'cough', h: 'handover', s: 'slowdown' }; // no e.code (some virtual keyboards)
+const shortcut = (e) => KEYS[e.code] || (!e.code && LETTERS[e.key.toLowerCase()]) || null;
 document.addEventListener('keydown', (e) => {
   if (ui.console.hidden || e.ctrlKey || e.metaKey || e.altKey) return;
-  if (typing(e.target)) { if (e.key === 'Escape') e.target.blur(); return; }
-  const k = e.key.toLowerCase();
-  if (k === 'o') { e.preventDefault(); if (!e.repeat) toggleOnAir(); }
-  else if (k === 'c') { e.preventDefault(); if (!e.repeat) holdCough('key', true); }
-  else if (k === 'h') { e.preventDefault(); if (!e.repeat) handoverKey(); }
-  else if (k === 's') { e.preventDefault(); if (!e.repeat) slowDown(); }
+  const fkey = e.code === 'F8' || e.code === 'F9' || e.key === 'F8' || e.key === 'F9';
+  if (!fkey && typing(e.target)) { if (e.key === 'Escape') e.target.blur(); return; }
+  const what = fkey ? (e.key === 'F9' || e.code === 'F9' ? 'cough' : 'onair') : shortcut(e);
+  if (!what) return;
+  e.preventDefault();
+  if (e.repeat) return;
+  if (what === 'onair') toggleOnAir();
+  else if (what === 'cough') holdCough(fkey ? 'fkey' : 'key', true);
+  else if (what === 'handover') handoverKey();
+  else if (what === 'slowdown') slowDown();
 });
-document.addEventListener('keyup', (e) => { if (e.key.toLowerCase() === 'c') holdCough('key', false); });
+document.addEventListener('keyup', (e) => {
+  if (e.code === 'F9' || e.key === 'F9') holdCough('fkey', false);
+  else if (shortcut(e) === 'cough') holdCough('key', false);
+});
 // A key or pointer released outside the window never sends its "up": let go.
 window.addEventListener('blur', () => { for (const h of [...coughHolders]) holdCough(h, false); });
 
@@ -851,4 +938,10 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden && audio.ctx && audio.ctx.state !== 'running') audio.ctx.resume().then(renderSoundButton, () => {});
 });
 
+ui.uiLang.addEventListener('change', () => {
+  saveLanguage(ui.uiLang.value);
+  setLanguage(ui.uiLang.value);
+});
+
+await setLanguage(savedLanguage() || browserLanguage() || 'en');
 loadRooms();

@@ -17,6 +17,13 @@
 // reconnects and drops, and a Start/Stop button. Stopping a live output asks
 // first, in an in-page modal <dialog> (focus on "Keep it running"): a stray
 // click must not end a live stream.
+//
+// Strings: i18n.js (i18n/<code>.json), English and Russian; the crew
+// member's pick in the header, else the browser's language.
+
+import { apply, browserLanguage, fillPicker, has, i18n, num as fmtNum, onLanguage, saveLanguage, savedLanguage, setLanguage, t } from './i18n.js';
+
+const UI_LANGS = ['en', 'ru'];
 
 const STORE_KEY = 'dragoman.control';
 const RECONNECT_MIN_MS = 500;
@@ -42,7 +49,7 @@ const ui = {
   dash: $('dash'), rooms: $('rooms'), alerts: $('alerts'), alertCount: $('alert-count'), chat: $('chat'),
   actions: $('actions'), roomTpl: $('room-tpl'), stripTpl: $('strip-tpl'), outputTpl: $('output-tpl'),
   confirm: $('confirm'), confirmTitle: $('confirm-title'), confirmText: $('confirm-text'),
-  confirmKeep: $('confirm-keep'), confirmStop: $('confirm-stop'),
+  confirmKeep: $('confirm-keep'), confirmStop: $('confirm-stop'), announce: $('announce'), uiLang: $('ui-lang'),
   srv: { cpu: $('srv-cpu'), mem: $('srv-mem'), listeners: $('srv-listeners'), uptime: $('srv-uptime'),
     version: $('srv-version'), link: $('srv-link'), crew: $('srv-crew') },
 };
@@ -75,20 +82,29 @@ function saveCreds(c) {
   try { c ? sessionStorage.setItem(STORE_KEY, JSON.stringify(c)) : sessionStorage.removeItem(STORE_KEY); } catch { /* private mode */ }
 }
 
-function setConn(text, kind = 'idle') {
-  ui.conn.textContent = text;
+// The connection line and the sign-in error hold i18n keys: a language
+// switch re-renders them.
+let connMsg = null;
+let signinMsg = null;
+function setConn(key, vars = {}, kind = 'idle') {
+  connMsg = { key, vars };
+  ui.conn.textContent = t(key, vars);
   ui.conn.dataset.kind = kind;
 }
+function setSigninError(key, vars = {}) {
+  signinMsg = key ? { key, vars } : null;
+  ui.signinError.textContent = key ? t(key, vars) : '';
+}
 
-function showSignin(error) {
+function showSignin(error, vars = {}) {
   clearTimeout(retryTimer);
   ui.signin.hidden = false;
   ui.dash.hidden = true;
   ui.server.hidden = true;
   ui.who.hidden = true;
   ui.signinBtn.disabled = false;
-  ui.signinError.textContent = error || '';
-  setConn(error ? 'Sign-in refused' : 'Not signed in', error ? 'error' : 'idle');
+  setSigninError(error, vars);
+  setConn(error ? 'control.conn.refused' : 'control.conn.signedOut', {}, error ? 'error' : 'idle');
   if (creds && creds.name) ui.name.value = creds.name;
   (ui.token.value ? ui.name : ui.token).focus();
 }
@@ -121,7 +137,7 @@ ui.signin.addEventListener('submit', (e) => {
   if (!token || !name) return;
   creds = { token, name };
   ui.signinBtn.disabled = true;
-  ui.signinError.textContent = '';
+  setSigninError(null);
   connect();
 });
 
@@ -153,7 +169,7 @@ function connect() {
   control.ws = ws;
   let welcomed = false;
   let refused = null; // the server's error message, if any
-  setConn('Connecting…', 'warn');
+  setConn('control.conn.connecting', {}, 'warn');
   ws.onopen = () => {
     if (my !== session) return;
     send(ws, { type: 'auth', token: creds.token, name: creds.name });
@@ -184,7 +200,7 @@ function connect() {
     if (my !== session) return;
     control.ws = null;
     control.lastClose = { code: e.code, reason: e.reason, error: refused };
-    for (const [id, p] of pending) finishAction({ id, ok: false, error: 'connection lost' }, p);
+    for (const [id, p] of pending) finishAction({ id, ok: false, error: t('control.err.connectionLost') }, p);
     pending.clear();
     const code = refused?.code;
     if (code === 'bad-token' || e.code === 4401) {
@@ -192,23 +208,23 @@ function connect() {
       saveCreds(null);
       clearDashboard();
       ui.token.value = '';
-      showSignin('Wrong admin token. Check it with whoever runs the server ([server] admin-token).');
+      showSignin('control.err.badToken');
       return;
     }
     if (code === 'too-many-attempts' || e.code === 4429) {
       clearDashboard();
-      showSignin('Too many wrong tokens from this computer: wait a minute, then try again.');
+      showSignin('control.err.tooMany');
       return;
     }
     if (!creds) return;
     if (code === 'bad-message' || e.code === 4400) {
       clearDashboard();
-      showSignin(refused?.message || 'The server refused the sign-in (bad message).');
+      showSignin(refused?.message ? 'control.err.server' : 'control.err.badMessage', { message: refused?.message });
       return;
     }
     // Anything else (server restart, network): keep the screen, mark it stale, retry.
-    const why = refused?.message || (e.code === 1006 ? 'connection lost' : `closed ${e.code}${e.reason ? ` ${e.reason}` : ''}`);
-    setConn(`Disconnected (${why}). Reconnecting…`, 'error');
+    const why = refused?.message || (e.code === 1006 ? t('control.err.connectionLost') : t('control.err.closed', { code: `${e.code}${e.reason ? ` ${e.reason}` : ''}` }));
+    setConn('control.conn.disconnected', { why }, 'error');
     document.body.classList.add('stale');
     retryTimer = setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, RECONNECT_MAX_MS);
@@ -217,14 +233,14 @@ function connect() {
 
 function onWelcome(msg) {
   ui.signin.hidden = true;
-  ui.signinError.textContent = '';
+  setSigninError(null);
   ui.dash.hidden = false;
   ui.server.hidden = false;
   ui.who.hidden = false;
   ui.whoName.textContent = msg.name || creds.name;
   document.body.classList.remove('stale');
   lastStateAt = performance.now();
-  setConn('Connected', 'ok');
+  setConn('control.conn.connected', {}, 'ok');
 }
 
 const handlers = {
@@ -244,7 +260,7 @@ const handlers = {
 function act(type, fields, strip) {
   const ws = control.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN || !control.welcome) {
-    showResult(strip, `${type}: not connected`, false);
+    showResult(strip, t('control.result.notConnected', { type: actionName(type) }), false);
     return null;
   }
   const id = nextId++;
@@ -255,20 +271,22 @@ function act(type, fields, strip) {
   setTimeout(() => {
     if (pending.get(id) !== p) return;
     pending.delete(id);
-    finishAction({ id, ok: false, error: `no answer within ${ACTION_TIMEOUT_MS / 1000} s` }, p);
+    finishAction({ id, ok: false, error: t('control.err.noAnswer', { s: ACTION_TIMEOUT_MS / 1000 }) }, p);
   }, ACTION_TIMEOUT_MS);
-  if (strip) showResult(strip, `${type}…`, null);
+  if (strip) showResult(strip, `${actionName(type)}…`, null);
   return id;
 }
 
+const actionName = (type) => t(`control.action.${type}`);
+
 function describe(type, f) {
   const where = `${f.room}/${f.lang || f.booth}`;
-  if (type === 'duck') return `duck ${where} ${f.db} dB`;
-  if (type === 'kick') return `kick ${f.interpreter} from ${where}`;
-  if (type === 'message') return `message to ${where}`;
-  if (type === 'record') return `${f.value ? 'start' : 'stop'} recording ${f.room}`;
-  if (type === 'restream') return `${f.value ? 'start' : 'stop'} restream ${f.room}/${f.name}`;
-  return `${type} ${where} ${f.value ? 'on' : 'off'}`;
+  if (type === 'duck') return t('control.do.duck', { where, db: f.db });
+  if (type === 'kick') return t('control.do.kick', { who: f.interpreter, where });
+  if (type === 'message') return t('control.do.message', { where });
+  if (type === 'record') return t(f.value ? 'control.do.recordStart' : 'control.do.recordStop', { room: f.room });
+  if (type === 'restream') return t(f.value ? 'control.do.restreamStart' : 'control.do.restreamStop', { where: `${f.room}/${f.name}` });
+  return t(f.value ? 'control.do.on' : 'control.do.off', { action: actionName(type), where });
 }
 
 function finishAction(res, p) {
@@ -277,8 +295,8 @@ function finishAction(res, p) {
     ms, at: Date.now() };
   control.results.push(entry);
   if (control.results.length > 200) control.results.shift();
-  const what = p ? describe(p.type, p.fields) : `action ${res.id}`;
-  const text = res.ok ? `✓ ${what} (${ms} ms)` : `✗ ${what}: ${res.error || 'refused'}`;
+  const what = p ? describe(p.type, p.fields) : t('control.actionN', { id: res.id });
+  const text = res.ok ? `✓ ${what} (${t('unit.ms', { v: ms })})` : `✗ ${what}: ${res.error || t('control.err.refused')}`;
   if (p?.strip) showResult(p.strip, text, !!res.ok);
   const li = document.createElement('li');
   li.className = res.ok ? 'ok' : 'bad';
@@ -321,12 +339,17 @@ function renderState(st) {
     view.title.textContent = r.title ? `${r.title} (${r.id})` : r.id;
     const stage = typeof r.stage === 'string' ? { state: r.stage } : r.stage || {};
     const stageState = stage.state || (stage.signal === false ? 'no signal' : 'unknown');
-    const since = num(stage.since) > 0 ? ` for ${Math.max(0, Math.round(Date.now() / 1000 - stage.since))} s` : '';
+    const since = num(stage.since) > 0 ? ` ${t('control.stage.for', { s: Math.max(0, Math.round(Date.now() / 1000 - stage.since)) })}` : '';
     const video = stage.video ? ` · ${stage.video}` : '';
-    const rate = num(stage.bitrate) > 0 ? ` · ${(stage.bitrate / 1e6).toFixed(1)} Mbit/s` : '';
-    view.stage.textContent = `stage: ${stageState}${since}${video}${rate}`;
+    const rate = num(stage.bitrate) > 0 ? ` · ${t('control.mbps', { v: fmtNum(stage.bitrate / 1e6, 1) })}` : '';
+    view.stage.textContent = `${t('control.stage', { state: stateName('stage', stageState) })}${since}${video}${rate}`;
+    // Screen readers hear the stage going and coming back (stage lost is the crew's worst moment).
+    if (view.stageState && view.stageState !== stageState) {
+      say(stageState === 'lost' ? 'control.say.stageLost' : 'control.say.stage', { room: r.id, state: stateName('stage', stageState) });
+    }
+    view.stageState = stageState;
     view.stage.dataset.state = stageState;
-    view.stage.title = [stage.source ? `source ${stage.source}` : '', stage.reason || ''].filter(Boolean).join(': ');
+    view.stage.title = [stage.source ? t('control.stage.source', { source: stage.source }) : '', stage.reason || ''].filter(Boolean).join(': ');
     const booths = list(r.booths, 'lang');
     let roomListeners = 0;
     for (const ch of list(r.channels, 'lang')) {
@@ -336,7 +359,7 @@ function renderState(st) {
       if (s) updateStrip(s, ch, booth);
     }
     total += roomListeners;
-    view.listeners.textContent = `${roomListeners} listener${roomListeners === 1 ? '' : 's'}`;
+    view.listeners.textContent = t('control.listeners', { n: roomListeners });
     renderOutputs(view, r);
   }
   renderServer(st.server || {}, total);
@@ -352,13 +375,14 @@ function buildRooms(rooms) {
   roomViews.clear();
   const els = rooms.map((r) => {
     const el = ui.roomTpl.content.firstElementChild.cloneNode(true);
+    apply(el);
     el.dataset.room = r.id;
     const view = { el, room: r.id, title: el.querySelector('.room-title'), stage: el.querySelector('.stage'),
       listeners: el.querySelector('.room-listeners'), strips: new Map(),
       outPanel: el.querySelector('.outputs'), outList: el.querySelector('.output-list'),
       outNone: el.querySelector('.outputs-none'), outAnnounce: el.querySelector('.outputs-announce'),
       outputs: new Map(), outKey: null };
-    view.outPanel.setAttribute('aria-label', `Outputs of room ${r.id}`);
+    view.outPanel.setAttribute('aria-label', t('control.outputsOf', { room: r.id }));
     const strips = el.querySelector('.strips');
     const booths = list(r.booths, 'lang');
     for (const ch of list(r.channels, 'lang')) {
@@ -376,6 +400,7 @@ function buildRooms(rooms) {
 
 function buildStrip(room, ch, booth) {
   const el = ui.stripTpl.content.firstElementChild.cloneNode(true);
+  apply(el);
   const q = (sel) => el.querySelector(sel);
   const lang = ch.lang;
   const isOrig = lang === 'orig';
@@ -389,10 +414,12 @@ function buildStrip(room, ch, booth) {
     forceBtn: q('.force-floor'), onAirBtn: q('.on-air'), muteBtn: q('.mute'), msgForm: q('.msg'),
     msgText: q('.msg-text'), result: q('.result'), duckActive: false, interpKey: '',
     inKey: isOrig ? `${room}|floor` : `${room}|booth|${lang}`, outKey: `${room}|ch|${lang}`,
-    inLabel: isOrig ? 'FLOOR' : 'BOOTH',
+    inLabel: isOrig ? 'control.meter.floor' : 'control.meter.booth',
   };
   q('.lang').textContent = lang;
-  q('.native').textContent = ch.native_name || ch.name || (isOrig ? 'floor' : '');
+  q('.native').textContent = ch.native_name || ch.name || (isOrig ? t('control.floor') : '');
+  s.duck.setAttribute('aria-label', t('control.duckOf', { lang }));
+  s.onairLamp.textContent = t('control.lamp.offAir');
   if (isOrig) {
     // The floor as spoken: nothing to force, duck or put on air.
     s.duckLabel.hidden = true;
@@ -422,7 +449,7 @@ function buildStrip(room, ch, booth) {
     s.muteBtn.disabled = true;
     act('mute', { room, booth: lang, value }, s);
   });
-  s.duck.addEventListener('input', () => { s.duckActive = true; s.duckVal.textContent = `${s.duck.value} dB`; });
+  s.duck.addEventListener('input', () => { s.duckActive = true; s.duckVal.textContent = t('unit.db', { v: s.duck.value }); });
   s.duck.addEventListener('change', () => {
     s.duckActive = false;
     s.busy.add('duck');
@@ -441,8 +468,8 @@ function buildStrip(room, ch, booth) {
     // Two clicks: a kick in the middle of a speech must not be a slip of the mouse.
     if (b.dataset.armed !== 'true') {
       b.dataset.armed = 'true';
-      b.textContent = 'Sure?';
-      setTimeout(() => { b.dataset.armed = 'false'; b.textContent = 'Kick'; }, KICK_CONFIRM_MS);
+      b.textContent = t('control.kickSure');
+      setTimeout(() => { b.dataset.armed = 'false'; b.textContent = t('control.kick'); }, KICK_CONFIRM_MS);
       return;
     }
     b.disabled = true;
@@ -461,59 +488,59 @@ function updateStrip(s, ch, booth) {
   s.booth = booth;
   const mode = ch.mode || ch.state || 'unknown';
   s.el.dataset.mode = mode;
-  s.mode.textContent = mode === 'forced-floor' ? 'FORCED FLOOR' : mode === 'interpretation' ? 'interpreting' : mode;
+  s.mode.textContent = stateName('mode', mode);
   s.mode.dataset.mode = mode;
   const forced = mode === 'forced-floor' || boolOf(ch.force_floor, ch.forced_floor);
   s.forceBtn.setAttribute('aria-pressed', String(forced));
-  s.forceBtn.textContent = forced ? 'Release floor' : 'Force floor';
+  s.forceBtn.textContent = forced ? t('control.releaseFloor') : t('control.forceFloor');
   s.forceBtn.disabled = s.busy.has('force-floor');
 
   const duck = num(ch.duck_db);
   if (duck !== null && !s.duckActive && !s.busy.has('duck') && document.activeElement !== s.duck) {
     s.duck.value = String(Math.max(-30, Math.min(0, Math.round(duck))));
   }
-  if (!s.duckActive) s.duckVal.textContent = duck !== null ? `${Math.round(duck)} dB` : '–';
+  if (!s.duckActive) s.duckVal.textContent = duck !== null ? t('unit.db', { v: Math.round(duck) }) : '–';
 
   const listeners = num(ch.listeners) ?? 0;
-  s.listeners.textContent = `${listeners} listening`;
-  s.listeners.title = 'listeners on this channel (WebSocket)';
+  s.listeners.textContent = t('control.listening', { n: listeners });
+  s.listeners.title = t('control.listeningTitle');
   const resyncs = num(ch.resyncs) ?? 0;
   const disc = num(ch.disconnects) ?? 0;
-  s.drops.textContent = resyncs + disc ? `· ${resyncs} resync · ${disc} drop` : '· no drops';
+  s.drops.textContent = resyncs + disc ? `· ${t('control.drops', { resyncs, drops: disc })}` : `· ${t('control.noDrops')}`;
   s.drops.dataset.bad = String(resyncs + disc > 0);
-  s.drops.title = num(ch.packets) !== null ? `${ch.packets} packets encoded` : '';
+  s.drops.title = num(ch.packets) !== null ? t('control.packets', { n: ch.packets }) : '';
 
   if (s.isOrig) {
-    s.onairLamp.textContent = 'FLOOR';
+    s.onairLamp.textContent = t('control.lamp.floor');
     s.onairLamp.dataset.on = 'floor';
-    s.kind.textContent = 'stage';
+    s.kind.textContent = t('control.kind.stage');
     return;
   }
   if (!booth) {
-    s.onairLamp.textContent = 'NO BOOTH';
+    s.onairLamp.textContent = t('control.lamp.noBooth');
     s.onairLamp.dataset.on = 'false';
     return;
   }
   const onAir = boolOf(booth.on_air);
   const cough = boolOf(booth.cough);
   const muted = boolOf(booth.muted, booth.muted_by_crew);
-  s.onairLamp.textContent = onAir ? 'ON AIR' : 'OFF AIR';
+  s.onairLamp.textContent = onAir ? t('control.lamp.onAir') : t('control.lamp.offAir');
   s.onairLamp.dataset.on = String(onAir);
   s.onAirBtn.setAttribute('aria-pressed', String(onAir));
-  s.onAirBtn.textContent = onAir ? 'Take off air' : 'Put on air';
+  s.onAirBtn.textContent = onAir ? t('control.takeOffAir') : t('control.putOnAir');
   s.onAirBtn.disabled = s.busy.has('on-air');
   s.muteBtn.setAttribute('aria-pressed', String(muted));
-  s.muteBtn.textContent = muted ? 'Unmute' : 'Mute';
+  s.muteBtn.textContent = muted ? t('control.unmute') : t('control.mute');
   s.muteBtn.disabled = s.busy.has('mute');
   const kind = booth.kind || booth.source || 'booth';
-  s.kind.textContent = kind;
-  s.kind.title = booth.on_air_mode ? `on air by ${booth.on_air_mode}` : '';
+  s.kind.textContent = stateName('kind', kind);
+  s.kind.title = booth.on_air_mode ? t('control.onAirBy', { mode: booth.on_air_mode }) : '';
   s.interpreters.hidden = kind !== 'browser' && !list(booth.interpreters, 'id').length;
   const flags = [];
-  if (cough) flags.push('COUGH');
-  if (muted) flags.push('MUTED');
+  if (cough) flags.push(t('control.flag.cough'));
+  if (muted) flags.push(t('control.flag.muted'));
   const sig = booth.signal ?? booth.input_signal ?? booth.input;
-  if (sig === false || sig === 'none' || sig === 'no-signal') flags.push('NO SIGNAL');
+  if (sig === false || sig === 'none' || sig === 'no-signal') flags.push(t('control.flag.noSignal'));
   if (s.flags.textContent !== flags.join('')) {
     s.flags.replaceChildren(...flags.map((f) => {
       const l = document.createElement('span');
@@ -524,7 +551,7 @@ function updateStrip(s, ch, booth) {
   }
 
   const interps = list(booth.interpreters, 'id');
-  const key = JSON.stringify(interps.map((i) => [i.id, i.name, i.live, i.connected, i.rtt_ms, i.jitter_ms, i.loss_permille]));
+  const key = JSON.stringify([i18n.lang, ...interps.map((i) => [i.id, i.name, i.live, i.connected, i.rtt_ms, i.jitter_ms, i.loss_permille])]);
   if (key !== s.interpKey) {
     s.interpKey = key;
     s.interpreters.replaceChildren(...interps.map((i) => {
@@ -533,15 +560,16 @@ function updateStrip(s, ch, booth) {
       li.dataset.connected = String(i.connected !== false);
       const name = document.createElement('span');
       name.className = 'iname';
-      name.textContent = `${i.live ? '● ' : ''}${i.name || i.id}${i.connected === false ? ' (gone)' : ''}`;
-      name.title = i.live ? 'live' : 'standing by';
+      name.textContent = `${i.live ? '● ' : ''}${i.name || i.id}${i.connected === false ? ` ${t('control.gone')}` : ''}`;
+      name.title = i.live ? t('control.interp.live') : t('control.interp.standby');
       li.append(name);
       // WebRTC health of this interpreter's connection (-1: not measured yet)
       if (num(i.rtt_ms) >= 0 || num(i.jitter_ms) >= 0 || num(i.loss_permille) >= 0) {
         const h = document.createElement('span');
         h.className = 'health';
         const part = (v, f) => (num(v) >= 0 ? f(num(v)) : '–');
-        h.textContent = ` rtt ${part(i.rtt_ms, (v) => `${v} ms`)} · jitter ${part(i.jitter_ms, (v) => `${v} ms`)} · loss ${part(i.loss_permille, (v) => `${(v / 10).toFixed(1)} %`)}`;
+        const ms = (v) => t('unit.ms', { v });
+        h.textContent = ` ${t('control.health', { rtt: part(i.rtt_ms, ms), jitter: part(i.jitter_ms, ms), loss: part(i.loss_permille, (v) => t('control.pct', { v: fmtNum(v / 10, 1) })) })}`;
         li.append(h);
       }
       if (i.id && s.hasBooth && (booth.kind || booth.source) !== 'test') {
@@ -549,7 +577,7 @@ function updateStrip(s, ch, booth) {
         b.type = 'button';
         b.className = 'kick small';
         b.dataset.id = i.id;
-        b.textContent = 'Kick';
+        b.textContent = t('control.kick');
         li.append(b);
       }
       return li;
@@ -557,7 +585,7 @@ function updateStrip(s, ch, booth) {
     if (!interps.length) {
       const li = document.createElement('li');
       li.className = 'none';
-      li.textContent = (booth.kind || booth.source) === 'browser' ? 'nobody signed in' : '';
+      li.textContent = (booth.kind || booth.source) === 'browser' ? t('control.nobody') : '';
       s.interpreters.append(li);
     }
   }
@@ -566,20 +594,20 @@ function updateStrip(s, ch, booth) {
 // ---- outputs: recording and restreams -------------------------------------
 
 const RUNNING = new Set(['starting', 'live', 'retrying']); // the crew wants it on: the button stops it
-const KIND_LABEL = { recording: 'to disk', rtmp: 'RTMP', srt: 'SRT' };
+const kindLabel = (k) => (k === 'recording' ? t('control.out.toDisk') : k === 'rtmp' ? 'RTMP' : k === 'srt' ? 'SRT' : k);
 const outKeyOf = (o) => `${o.kind === 'recording' ? 'recording' : 'restream'}:${o.name}`;
 let confirming = null; // the output card whose Stop waits for the confirm dialog
 
 // "Recording" or "restream yt (RTMP, hy)": for labels, the confirm and announcements.
 function outputLabel(c) {
-  if (c.isRec) return 'Recording';
-  const bits = [KIND_LABEL[c.kind] || c.kind, c.lang].filter(Boolean).join(', ');
-  return `restream ${c.name}${bits ? ` (${bits})` : ''}`;
+  if (c.isRec) return t('control.out.recording');
+  const bits = [kindLabel(c.kind), c.lang].filter(Boolean).join(', ');
+  return t('control.out.restream', { name: `${c.name}${bits ? ` (${bits})` : ''}` });
 }
 
 function fmtFor(sec) {
-  if (sec < 60) return `${sec} s`;
-  return fmtUptime(sec).replace(/^0m /, '');
+  if (sec < 60) return t('unit.s', { v: sec });
+  return fmtUptime(sec).replace(new RegExp(`^${t('control.uptime.m', { v: 0 })} `), '');
 }
 
 function renderOutputs(view, r) {
@@ -600,7 +628,7 @@ function renderOutputs(view, r) {
     if (confirming && confirming.view === view && keep.get(confirming.key) !== confirming) ui.confirm.close('');
     view.outputs = keep;
     view.outList.replaceChildren(...els);
-    view.outNone.textContent = outs.length ? '' : 'none configured for this room';
+    view.outNone.textContent = outs.length ? '' : t('control.out.none');
   }
   const changes = [];
   for (const o of outs) {
@@ -609,10 +637,12 @@ function renderOutputs(view, r) {
   }
   // Screen readers hear state changes, not the per-second counters.
   if (changes.length) view.outAnnounce.textContent = `${view.room}: ${changes.join('. ')}`;
+  view.outShown = true;
 }
 
 function buildOutput(view, o) {
   const el = ui.outputTpl.content.firstElementChild.cloneNode(true);
+  apply(el);
   const q = (sel) => el.querySelector(sel);
   const isRec = o.kind === 'recording';
   const c = {
@@ -627,11 +657,10 @@ function buildOutput(view, o) {
   el.dataset.kind = o.kind;
   const nameEl = q('.out-name');
   nameEl.id = `out-${view.room}-${isRec ? 'rec' : 'rs'}-${o.name}`;
-  nameEl.textContent = isRec ? 'Recording' : o.name;
+  nameEl.textContent = isRec ? t('control.out.recording') : o.name;
   el.setAttribute('aria-labelledby', nameEl.id);
-  q('.out-kind').textContent = [isRec ? KIND_LABEL.recording : KIND_LABEL[o.kind] || o.kind,
-    o.lang ? o.lang.toUpperCase() : ''].filter(Boolean).join(' · ');
-  c.targetK.textContent = isRec ? 'into' : 'to';
+  q('.out-kind').textContent = [kindLabel(o.kind), o.lang ? o.lang.toUpperCase() : ''].filter(Boolean).join(' · ');
+  c.targetK.textContent = isRec ? t('control.out.into') : t('control.out.to');
   c.btn.addEventListener('click', () => {
     if (c.busy.size) return; // the last press is still on its way
     const st = c.o.state;
@@ -652,10 +681,10 @@ function sendOutput(c, value) {
 
 function setToggle(c) {
   const on = RUNNING.has(c.o.state);
-  const verb = on ? 'Stop' : 'Start';
-  c.btn.textContent = verb;
+  c.btn.textContent = on ? t('control.out.stop') : t('control.out.start');
   c.btn.dataset.action = on ? 'stop' : 'start';
-  c.btn.setAttribute('aria-label', `${verb} ${c.isRec ? `recording room ${c.room}` : outputLabel(c)}`);
+  c.btn.setAttribute('aria-label', c.isRec ? t(on ? 'control.out.stopRecording' : 'control.out.startRecording', { room: c.room })
+    : t(on ? 'control.out.stopWhat' : 'control.out.startWhat', { what: outputLabel(c) }));
   // aria-disabled, not disabled: a keyboard user's focus stays on the button.
   c.btn.setAttribute('aria-disabled', String(c.busy.size > 0));
 }
@@ -668,43 +697,43 @@ function updateOutput(c, o) {
   c.state = st;
   c.el.dataset.state = st;
   c.badge.dataset.state = st;
-  c.badge.textContent = st;
+  c.badge.textContent = stateName('out', st);
   const since = num(o.since);
-  c.since.textContent = since > 0 ? `for ${fmtFor(Math.max(0, Math.round(Date.now() / 1000 - since)))}` : '';
-  c.since.title = since > 0 ? `${st} since ${clock(since)}` : '';
+  c.since.textContent = since > 0 ? t('control.out.for', { time: fmtFor(Math.max(0, Math.round(Date.now() / 1000 - since))) }) : '';
+  c.since.title = since > 0 ? t('control.out.since', { state: stateName('out', st), time: clock(since) }) : '';
   c.target.textContent = o.target || '–'; // as sent: the server masks stream keys
   const kbps = num(o.kbps);
-  c.kbps.textContent = kbps !== null && (kbps > 0 || st === 'live') ? `${kbps.toFixed(0)} kbit/s` : '– kbit/s';
-  c.bytes.textContent = `· ${num(o.bytes) ? fmtBytes(o.bytes) : '0 KiB'}`;
+  c.kbps.textContent = t('control.kbps', { v: kbps !== null && (kbps > 0 || st === 'live') ? kbps.toFixed(0) : '–' });
+  c.bytes.textContent = `· ${num(o.bytes) ? fmtBytes(o.bytes) : fmtBytes(0)}`;
   const rc = num(o.reconnects) ?? 0;
   const dr = num(o.dropped) ?? 0;
-  c.reconnects.textContent = `· ${rc} reconnect${rc === 1 ? '' : 's'}`;
+  c.reconnects.textContent = `· ${t('control.out.reconnects', { n: rc })}`;
   c.reconnects.dataset.bad = String(rc > 0);
-  c.dropped.textContent = `· ${dr} dropped`;
+  c.dropped.textContent = `· ${t('control.out.dropped', { n: dr })}`;
   c.dropped.dataset.bad = String(dr > 0);
   if (o.file) c.lastFile = o.file;
   const file = o.file || c.lastFile;
   c.file.hidden = !c.isRec || !file;
-  c.file.textContent = o.file ? `writing ${o.file}` : file ? `last file ${file}` : '';
+  c.file.textContent = o.file ? t('control.out.writing', { file: o.file }) : file ? t('control.out.lastFile', { file }) : '';
   c.file.dataset.current = String(!!o.file);
   c.error.hidden = !o.error;
   c.error.textContent = o.error || '';
   setToggle(c);
   if (prev === null || prev === st) return '';
-  return `${outputLabel(c)} ${st}${o.error ? `: ${o.error}` : ''}`;
+  return `${outputLabel(c)} ${stateName('out', st)}${o.error ? `: ${o.error}` : ''}`;
 }
 
 function askStop(c) {
   confirming = c;
   const label = outputLabel(c);
   if (c.isRec) {
-    ui.confirmTitle.textContent = `Stop recording room ${c.room}?`;
-    ui.confirmText.textContent = `The recording is live${c.o.file ? `, writing ${c.o.file}` : ''}. Stopping closes the file; Start begins a new one.`;
-    ui.confirmStop.textContent = 'Stop recording';
+    ui.confirmTitle.textContent = t('control.confirm.recTitle', { room: c.room });
+    ui.confirmText.textContent = c.o.file ? t('control.confirm.recTextFile', { file: c.o.file }) : t('control.confirm.recText');
+    ui.confirmStop.textContent = t('control.confirm.recStop');
   } else {
-    ui.confirmTitle.textContent = `Stop the live ${label}?`;
-    ui.confirmText.textContent = `Room ${c.room} is live to ${c.o.target || 'the platform'}. Stopping ends the stream for everyone watching it there.`;
-    ui.confirmStop.textContent = 'Stop restream';
+    ui.confirmTitle.textContent = t('control.confirm.rsTitle', { what: label });
+    ui.confirmText.textContent = t('control.confirm.rsText', { room: c.room, target: c.o.target || t('control.confirm.platform') });
+    ui.confirmStop.textContent = t('control.confirm.rsStop');
   }
   ui.confirm.returnValue = '';
   ui.confirm.showModal();
@@ -725,18 +754,20 @@ function fmtUptime(sec) {
   const h = Math.floor((sec % 86400) / 3600);
   const m = Math.floor((sec % 3600) / 60);
   const s = Math.floor(sec % 60);
-  return d ? `${d}d ${h}h` : h ? `${h}h ${String(m).padStart(2, '0')}m` : `${m}m ${String(s).padStart(2, '0')}s`;
+  const u = (k, v) => t(`control.uptime.${k}`, { v });
+  const p2 = (v) => String(v).padStart(2, '0');
+  return d ? `${u('d', d)} ${u('h', h)}` : h ? `${u('h', h)} ${u('m', p2(m))}` : `${u('m', m)} ${u('s', p2(s))}`;
 }
 function fmtBytes(b) {
   if (num(b) === null) return '–';
-  if (b >= 1 << 30) return `${(b / 2 ** 30).toFixed(1)} GiB`;
-  if (b >= 1 << 20) return `${(b / 2 ** 20).toFixed(0)} MiB`;
-  return `${(b / 1024).toFixed(0)} KiB`;
+  if (b >= 1 << 30) return t('control.gib', { v: fmtNum(b / 2 ** 30, 1) });
+  if (b >= 1 << 20) return t('control.mib', { v: fmtNum(b / 2 ** 20) });
+  return t('control.kib', { v: fmtNum(b / 1024) });
 }
 
 function renderServer(srv, roomListeners) {
   const cpu = num(srv.cpu_pct ?? srv.cpu_percent ?? srv.cpu);
-  ui.srv.cpu.textContent = cpu === null ? '–' : `${cpu.toFixed(0)} %`;
+  ui.srv.cpu.textContent = cpu === null ? '–' : t('control.pct', { v: cpu.toFixed(0) });
   ui.srv.cpu.dataset.bad = String(cpu !== null && cpu > 80);
   const rss = num(srv.rss_bytes ?? srv.rss) ?? (num(srv.rss_kb ?? srv.rss_kib) !== null ? (srv.rss_kb ?? srv.rss_kib) * 1024 : null);
   ui.srv.mem.textContent = fmtBytes(rss);
@@ -768,9 +799,13 @@ function upsertAlert(a, fresh) {
     announced.add(feedKey);
     // The request also reaches us as a booth chat line (the partner sees it
     // there); the feed shows both, the highlighted one comes from the alert.
-    addFeed({ kind: 'slow-down', room: a.room, booth: a.lang || a.booth, from: '', text: a.message || 'slow down, please', at: ms(a.since) });
+    addFeed({ kind: 'slow-down', room: a.room, booth: a.lang || a.booth, from: '', text: a.message || t('control.slowDownPlease'), at: ms(a.since) });
   }
-  if (fresh) merged.fresh = true;
+  if (fresh) {
+    merged.fresh = true;
+    // A new alert is said at once (role=alert); stage loss has its own words, from the stage badge.
+    if ((!old || !old.active) && a.kind !== 'stage-lost') say('control.say.alert', { kind: alertName(a.kind), where: [a.room, a.lang || a.booth].filter(Boolean).join('/'), message: a.message || '' });
+  }
 }
 
 function renderAlerts() {
@@ -789,15 +824,16 @@ function renderAlerts() {
     head.className = 'alert-head';
     const kind = document.createElement('span');
     kind.className = 'alert-kind';
-    kind.textContent = a.kind || 'alert';
+    kind.textContent = alertName(a.kind);
     const where = document.createElement('span');
     where.className = 'alert-where';
     where.textContent = [a.room, a.lang || a.booth].filter(Boolean).join('/');
     const when = document.createElement('time');
-    when.textContent = a.active ? clock(a.since ?? a.firstSeen) : `cleared ${clock(a.clearedAt)}`;
+    when.textContent = a.active ? clock(a.since ?? a.firstSeen) : t('control.cleared', { time: clock(a.clearedAt) });
     head.append(kind, where, when);
     const msg = document.createElement('div');
     msg.className = 'alert-msg';
+    msg.dataset.serverText = ''; // the server's words (English): not the page's strings
     msg.textContent = a.message || '';
     li.append(head, msg);
     return li;
@@ -837,12 +873,13 @@ function fillFeedItem(item) {
   where.textContent = `${item.room || '?'}/${item.booth || '?'}`;
   const from = document.createElement('span');
   from.className = 'feed-from';
-  from.textContent = item.kind === 'slow-down' ? `SLOW DOWN${item.from ? ` (${item.from})` : ''}` : item.from || '';
+  from.textContent = item.kind === 'slow-down' ? `${t('control.slowDown')}${item.from ? ` (${item.from})` : ''}` : item.from || '';
   const when = document.createElement('time');
   when.textContent = clock(item.at);
   head.append(where, from, when);
   const text = document.createElement('div');
   text.className = 'feed-text';
+  text.dataset.serverText = ''; // a person's words, or the server's
   text.textContent = item.text || '';
   li.replaceChildren(head, text);
 }
@@ -936,7 +973,7 @@ function drawBar(ctx, x, w, m, now, label) {
   ctx.fillStyle = m.stale ? '#6e7681' : '#9da7b3';
   ctx.font = '9px system-ui, sans-serif';
   ctx.textAlign = 'center';
-  ctx.fillText(clip ? 'CLIP' : label, x + w / 2, 9);
+  ctx.fillText(clip ? t('control.meter.clip') : t(label), x + w / 2, 9);
   if (m.stale) {
     ctx.fillStyle = 'rgba(13,17,23,0.6)';
     ctx.fillRect(x, TOP, w, BOTTOM - TOP);
@@ -950,7 +987,7 @@ function drawStrip(s, now) {
   const inM = meterFor(s.inKey);
   const outM = meterFor(s.outKey);
   drawBar(ctx, 6, 38, inM, now, s.inLabel);
-  drawBar(ctx, 76, 38, outM, now, 'OUT');
+  drawBar(ctx, 76, 38, outM, now, 'control.meter.out');
   ctx.fillStyle = '#8b949e';
   ctx.font = '9px system-ui, sans-serif';
   ctx.textAlign = 'center';
@@ -961,8 +998,8 @@ function drawStrip(s, now) {
     ctx.fillText(String(db), 60, y + 3);
   }
   const fmt = (m) => (m.stale || m.rms <= -99 ? '—' : `${m.rms.toFixed(0)}`);
-  const inText = `${s.isOrig ? 'floor' : 'in'} ${fmt(inM)}`;
-  const outText = `out ${fmt(outM)} dB`;
+  const inText = t(s.isOrig ? 'control.level.floor' : 'control.level.in', { v: fmt(inM) });
+  const outText = t('control.level.out', { v: fmt(outM) });
   if (s.inDb.textContent !== inText) s.inDb.textContent = inText;
   if (s.outDb.textContent !== outText) s.outDb.textContent = outText;
 }
@@ -977,14 +1014,14 @@ function frame(now) {
   for (const s of meterStrips) drawStrip(s, now);
   if (now - lastLinkAt >= 1000) {
     const bps = ((stats.rx.bytes - lastLinkBytes) * 1000) / (now - lastLinkAt);
-    ui.srv.link.textContent = `${(bps / 1024).toFixed(1)} KiB/s`;
+    ui.srv.link.textContent = t('control.kibps', { v: fmtNum(bps / 1024, 1) });
     lastLinkBytes = stats.rx.bytes;
     lastLinkAt = now;
     if (control.welcome && control.ws && now - lastStateAt > STATE_STALE_MS) {
-      setConn(`No update for ${Math.round((now - lastStateAt) / 1000)} s`, 'error');
+      setConn('control.conn.stale', { s: Math.round((now - lastStateAt) / 1000) }, 'error');
       document.body.classList.add('stale');
     } else if (control.welcome && control.ws) {
-      if (ui.conn.dataset.kind !== 'ok') setConn('Connected', 'ok');
+      if (ui.conn.dataset.kind !== 'ok') setConn('control.conn.connected', {}, 'ok');
       document.body.classList.remove('stale');
     }
   }
@@ -992,8 +1029,40 @@ function frame(now) {
 }
 requestAnimationFrame(frame);
 
+// ---- language ----------------------------------------------------------------
+
+// State words from the server (stage, channel mode, output state, booth kind,
+// alert kind): translated when the language has them, else as sent.
+function stateName(group, v) {
+  const key = `control.${group}.${v}`;
+  return has(key) ? t(key) : v;
+}
+const alertName = (kind) => stateName('alert', kind || 'alert');
+
+let lastSay = '';
+function say(key, vars) {
+  const text = t(key, vars);
+  // The same words twice in a row are not spoken again: change them a little.
+  ui.announce.textContent = text === lastSay ? `${text}\u00a0` : text;
+  lastSay = ui.announce.textContent;
+}
+
+onLanguage(() => {
+  fillPicker(ui.uiLang, UI_LANGS);
+  if (connMsg) ui.conn.textContent = t(connMsg.key, connMsg.vars);
+  if (signinMsg) ui.signinError.textContent = t(signinMsg.key, signinMsg.vars);
+  // Rebuild what the state draws: the next state message fills it in the new language.
+  shapeKey = '';
+  if (control.state) renderState(control.state);
+});
+ui.uiLang.addEventListener('change', () => {
+  saveLanguage(ui.uiLang.value);
+  setLanguage(ui.uiLang.value);
+});
+
 // ---- start -----------------------------------------------------------------
 
+await setLanguage(savedLanguage(UI_LANGS) || browserLanguage(UI_LANGS) || 'en');
 creds = loadCreds();
 if (creds) {
   ui.signin.hidden = true;

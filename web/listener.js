@@ -59,7 +59,7 @@ const watch = new Watch(ui.video, {
   status: (key, vars, kind) => setStatus(key, vars, kind),
   level: (peak) => renderLevel(peak),
   info: ({ delayMs, track }) => {
-    if (track !== undefined) ui.wTrack.textContent = track || '–';
+    if (track !== undefined) { lastTrack = track; renderTrack(); }
     if (delayMs !== undefined) ui.wDelay.textContent = delayMs == null ? '–' : t('unit.s', { v: num(delayMs / 1000, 1) });
   },
   ended: () => { ui.play.hidden = false; ui.stop.hidden = true; },
@@ -146,6 +146,15 @@ function renderLangs() {
   ui.play.disabled = !findChannel(room, sel.lang);
 }
 
+// Watch mode's sound track: the playlist's NAME is the server's (English for
+// orig); the channel it carries, named like the buttons, when it is known.
+let lastTrack;
+function renderTrack() {
+  const room = findRoom(sel.room);
+  const ch = findChannel(room, watch.stats.audioTrackLang);
+  ui.wTrack.textContent = ch ? channelLabel(room, ch) : lastTrack || '–';
+}
+
 // ---- interface language -------------------------------------------------------
 
 function wantedUiLang() {
@@ -165,6 +174,7 @@ onLanguage(() => {
   renderStatus();
   renderChannelState();
   renderMeters();
+  if (lastTrack !== undefined) renderTrack();
 });
 
 function pickLang(lang) {
@@ -261,7 +271,7 @@ function renderLevel(peak) {
   // Bar spans -60..0 dBFS: the ident tones (-40 dBFS) still move it.
   const frac = Math.max(0, Math.min(1, (peakDb + 60) / 60));
   ui.level.style.transform = `scaleX(${frac})`;
-  ui.levelText.textContent = peak == null ? '–' : t('unit.db', { v: Number.isFinite(peakDb) ? num(peakDb) : '–∞' });
+  ui.levelText.textContent = peak == null ? '–' : t('unit.db', { v: peakDb > -100 ? num(peakDb) : '–∞' });
 }
 
 function renderMeters() {

@@ -1,0 +1,121 @@
+# tests/fuzz/fuzz.mk — fuzzing and the sanitizer build (issue #8). Included at the end of
+# the main Makefile (it uses PKGS and LDLIBS):
+#
+#   make fuzz         every libFuzzer target for FUZZ_SECONDS (300) each; FUZZ_ONLY="booth config"
+#                     picks targets. The corpus grows in build/fuzz/corpus/NAME; crashes land in
+#                     build/fuzz/crash-NAME-*: copy them to tests/fuzz/corpus/NAME/ once fixed.
+#   make fuzz-smoke   every target for FUZZ_SMOKE_SECONDS (8) each, from the seeds in
+#                     tests/fuzz/corpus/NAME/ (regressions among them): part of `make test`.
+#   make asan         the server, tools and unit checks built with ASan + UBSan into build-asan/,
+#                     then the unit checks and the integration tests run against them.
+#
+# Targets: tests/fuzz/fuzz_NAME.c, each a LLVMFuzzerTestOneInput over one parser (see the
+# comment at the top of each). They link build/fuzz/libdragoman.a (every src/ object but
+# main.o, built with clang, coverage and sanitizers): the linker takes only what a target
+# needs. One process per target at a time: one core.
+
+FUZZ_CC            ?= clang
+FUZZ_BUILD         ?= build/fuzz
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_SANITIZE       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# the main build's warnings, not -Werror: clang warns about other things than gcc, and a
+# new warning in someone's src/ change must not stop `make test` here
+FUZZ_CFLAGS         = -std=gnu11 -O1 -g $(FUZZ_SANITIZE) -Wall -Wextra -Wno-unused-parameter \
+                      -Wno-missing-field-initializers $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_TARGETS       := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_RUN           ?= $(FUZZ_TARGETS)
+FUZZ_BINS           = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_OBJS          := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out src/main.c,$(wildcard src/*.c)))
+FUZZ_LIB            = $(FUZZ_BUILD)/libdragoman.a
+# a leak is a finding; GLib's and json-glib's type system stays allocated by design
+FUZZ_ENV            = ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+                      G_SLICE=always-malloc G_DEBUG=gc-friendly
+FUZZ_FLAGS          = -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -close_fd_mask=1
+
+.PHONY: fuzz fuzz-smoke fuzz-build asan asan-build asan-check asan-integration
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c src/*.h | $(FUZZ_BUILD)/obj
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
+	@echo "  FUZZ    $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Isrc $< $(FUZZ_LIB) -o $@ $(LDLIBS)
+
+$(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+# run_fuzz SECONDS: each target of FUZZ_RUN, new inputs into build/fuzz/corpus/NAME, the
+# seeds read from tests/fuzz/corpus/NAME; a crash prints its log and fails the target.
+# One line per target in build/fuzz/summary.txt: runs, exec/s, corpus size, coverage.
+define run_fuzz
+	@set -e; : > $(FUZZ_BUILD)/summary.txt; for t in $(FUZZ_RUN); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  log=$(FUZZ_BUILD)/fuzz_$$t.log; \
+	  printf '== fuzz %-8s %4s s ' $$t $(1); \
+	  if ! $(FUZZ_ENV) nice $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(1) $$dict \
+	      -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
+	    echo FAILED; tail -n 60 $$log; exit 1; fi; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log); \
+	  cov=$$(grep -o 'cov: [0-9]*' $$log | tail -n 1); \
+	  units=$$(ls $(FUZZ_BUILD)/corpus/$$t | wc -l); \
+	  echo "$$runs runs, $$rate exec/s, $$cov, corpus $$units" | tee -a $(FUZZ_BUILD)/summary.txt | sed "s/^/ok: /"; \
+	done
+endef
+
+fuzz: $(FUZZ_BINS)
+	$(call run_fuzz,$(FUZZ_SECONDS))
+
+fuzz-smoke: $(FUZZ_BINS)
+	$(call run_fuzz,$(FUZZ_SMOKE_SECONDS))
+
+# ---- ASan + UBSan ---------------------------------------------------------------------------
+#
+# The main Makefile's own rules with BUILD=build-asan, and the sanitizer flags in CFLAGS
+# through the environment (its `CFLAGS +=` then adds the warnings and pkg-config flags; a
+# CFLAGS on the command line would replace them). The integration tests run build/dragoman
+# relative to the repository root (ROOT = their own path, two levels up), so they run from a
+# tree of links, build-asan/tree: the repository's directories, and a build/ holding the
+# sanitized binaries and the main build's demo voices.
+#
+# LeakSanitizer is off by default (GStreamer keeps plugins, registry and caps to exit);
+# ASAN_LEAKS=1 turns it on. UBSan stops at the first finding.
+
+ASAN_BUILD   ?= build-asan
+ASAN_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_LEAKS   ?= 0
+ASAN_TOOLS    = dragoman wsprobe loadgen clickbench boothpeer
+ASAN_CHECKS   = $(patsubst tests/check/%.c,$(ASAN_BUILD)/check/%,$(wildcard tests/check/*.c))
+ASAN_ENV      = ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=1:detect_stack_use_after_return=0 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 G_SLICE=always-malloc
+# what the tree links to (tests, pages, configs, pipelines, tools the tests call)
+ASAN_TREE     = configs pipelines web tests tools docs
+
+asan: asan-check asan-integration
+
+asan-build:
+	@CFLAGS='$(ASAN_CFLAGS)' $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+	  $(ASAN_TOOLS:%=$(ASAN_BUILD)/%) $(ASAN_CHECKS)
+
+asan-check: asan-build
+	@set -e; for t in $(ASAN_CHECKS); do echo "== asan $$t"; $(ASAN_ENV) $$t; done
+
+# every tests/integration/*.sh and *.py (wsclient.py is a module: running it does nothing)
+asan-integration: asan-build media
+	@mkdir -p $(ASAN_BUILD)/tree/build/test-artifacts
+	@for d in $(ASAN_TREE); do ln -sfn $(CURDIR)/$$d $(ASAN_BUILD)/tree/$$d; done
+	@for b in $(ASAN_TOOLS); do ln -sfn $(CURDIR)/$(ASAN_BUILD)/$$b $(ASAN_BUILD)/tree/build/$$b; done
+	@ln -sfn $(CURDIR)/$(BUILD)/media $(ASAN_BUILD)/tree/build/media
+	@set -e; cd $(ASAN_BUILD)/tree && for t in tests/integration/*.sh tests/integration/*.py; do \
+	  echo "== asan $$t"; \
+	  case $$t in *.py) $(ASAN_ENV) python3 $$t ;; *) $(ASAN_ENV) $$t ;; esac; \
+	done
