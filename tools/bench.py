@@ -237,7 +237,11 @@ def main():
         res["icecast"] = timed("icecast", icecast_bench.run, [100, 1000], 10)
     if not SMOKE and want("stage") and shutil.which("ffmpeg"):
         import stagebench
-        res["stage"] = timed("stage", stagebench.run, quick=QUICK, log=lambda m: print(m, file=sys.stderr))
+        try:  # the last part: a failure here (ffmpeg without libsrt, say) keeps the rest of the run
+            res["stage"] = timed("stage", stagebench.run, quick=QUICK, log=lambda m: print(m, file=sys.stderr))
+        except Exception as e:
+            res["stage"] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"stage bench failed: {res['stage']['error']}", file=sys.stderr)
     res["timings_s"]["total"] = round(time.monotonic() - t0, 1)
 
     if SMOKE:
@@ -315,7 +319,9 @@ def render(res):
     if "icecast" in res:
         lines += ["", "### Side by side with Icecast 2.4 (Ogg/Opus mount, 32 kbit/s, same machine, same run)", "",
                   "```", json.dumps(res["icecast"], indent=1)[:6000], "```"]
-    if "stage" in res:
+    if "stage" in res and "error" in res["stage"]:
+        lines += ["", "### SRT stage", "", f"Not measured: {res['stage']['error']}"]
+    elif "stage" in res:
         lines += render_stage(res["stage"])
     return "\n".join(lines) + "\n"
 

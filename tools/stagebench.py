@@ -150,6 +150,8 @@ class SrtRelay(threading.Thread):
         self.stop_flag = False
         self.lock = threading.Lock()
         self.audio_wire = {}       # PTS of each AAC frame → wire time (µs since the epoch)
+        self.audio_size = {}       # PTS → ADTS frame bytes
+        self.duplicates = []       # (PTS, µs between the two sightings) of a frame seen twice
         self.audio_pes_frames = {} # frames per PES → PES count
         self.pes = None
         self.pmt_pid = self.audio_pid = self.video_pid = None
@@ -249,7 +251,12 @@ class SrtRelay(threading.Thread):
         with self.lock:
             while i + 7 <= len(pes) and pes[i] == 0xFF and pes[i + 1] & 0xF0 == 0xF0:
                 flen = (pes[i + 3] & 3) << 11 | pes[i + 4] << 3 | pes[i + 5] >> 5
-                self.audio_wire.setdefault(pts + round(n * AAC_FRAME * TICKS), wire)
+                fpts = pts + round(n * AAC_FRAME * TICKS)
+                if fpts in self.audio_wire:
+                    self.duplicates.append((fpts, wire - self.audio_wire[fpts]))
+                else:
+                    self.audio_wire[fpts] = wire
+                    self.audio_size[fpts] = flen
                 n += 1
                 i += max(flen, 7)
             self.audio_pes_frames[n] = self.audio_pes_frames.get(n, 0) + 1
