@@ -594,3 +594,34 @@ dragoman_config_free (DragomanConfig *c)
   g_clear_pointer (&c->restreams, g_ptr_array_unref);
   g_free (c);
 }
+
+/* Tokens rotate on SIGHUP without a restart: copy the admin token and every
+ * booth's token from `fresh` (a config just loaded from the same file) into
+ * `live`, which everything else keeps pointers into. Anything else that differs
+ * needs a restart; the count of changed tokens is returned. */
+guint
+dragoman_config_rotate_tokens (DragomanConfig *live, const DragomanConfig *fresh)
+{
+  guint changed = 0;
+  if (g_strcmp0 (live->admin_token, fresh->admin_token) != 0) {
+    g_free (live->admin_token);
+    live->admin_token = g_strdup (fresh->admin_token);
+    changed++;
+  }
+  for (guint r = 0; r < live->rooms->len; r++) {
+    DragomanRoomConfig *lr = live->rooms->pdata[r];
+    const DragomanRoomConfig *fr = dragoman_config_find_room (fresh, lr->id);
+    for (guint b = 0; fr && b < lr->booths->len; b++) {
+      DragomanBoothConfig *lb = lr->booths->pdata[b];
+      for (guint k = 0; k < fr->booths->len; k++) {
+        const DragomanBoothConfig *fb = fr->booths->pdata[k];
+        if (g_str_equal (fb->lang, lb->lang) && g_strcmp0 (fb->token, lb->token) != 0 && fb->token) {
+          g_free (lb->token);
+          lb->token = g_strdup (fb->token);
+          changed++;
+        }
+      }
+    }
+  }
+  return changed;
+}

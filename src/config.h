@@ -92,6 +92,8 @@ DragomanConfig *dragoman_config_load (const char *path, const char *const *overr
 DragomanConfig *dragoman_config_load_data (const char *path, const char *data, const char *const *overrides,
                                            GError **error);
 void dragoman_config_free (DragomanConfig *config);
+/* SIGHUP: new admin and booth tokens from `fresh` into `live`; returns how many changed */
+guint dragoman_config_rotate_tokens (DragomanConfig *live, const DragomanConfig *fresh);
 const DragomanRoomConfig *dragoman_config_find_room (const DragomanConfig *config, const char *id);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DragomanConfig, dragoman_config_free)

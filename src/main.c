@@ -21,6 +21,30 @@ on_signal (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+typedef struct {
+  DragomanServer *server;
+  const char *path;
+  const char *const *overrides;
+} Reload;
+
+/* SIGHUP: re-read the config and rotate the tokens. Listeners, interpreters and
+ * crew already signed in stay; the next sign-in needs the new token. */
+static gboolean
+on_hangup (gpointer data)
+{
+  Reload *r = data;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (DragomanConfig) fresh = dragoman_config_load (r->path, r->overrides, &err);
+  if (!fresh) {
+    g_printerr ("dragoman: SIGHUP: the configuration does not load, nothing changed: %s\n", err->message);
+    return G_SOURCE_CONTINUE;
+  }
+  guint n = dragoman_config_rotate_tokens (r->server->config, fresh);
+  /* never the tokens themselves */
+  g_printerr ("dragoman: SIGHUP: %u token(s) rotated from %s (other changes need a restart)\n", n, r->path);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 print_urls (DragomanServer *server)
 {
@@ -128,6 +152,8 @@ main (int argc, char **argv)
         break;
       }
   }
+  Reload reload = { &server, config_path ? config_path : "configs/demo.ini", (const char *const *) overrides };
+  g_unix_signal_add (SIGHUP, on_hangup, &reload);
   g_unix_signal_add (SIGINT, on_signal, &server);
   g_unix_signal_add (SIGTERM, on_signal, &server);
   g_main_loop_run (server.loop);
