@@ -90,6 +90,7 @@ integration: all
 	python3 tests/integration/hwbooth.py
 	python3 tests/integration/reload.py
 	python3 tests/integration/hostile.py
+	python3 tests/integration/edge.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

@@ -145,13 +145,26 @@ respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *t
                 const char *cache_control)
 {
   guint8 hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+  /* what a cache may keep gets an ETag: a CDN (or nginx's proxy_cache) revalidating
+   * a playlist that has not changed gets 304 and no body */
+  char etag[16] = "";
+  if (status == HTTP_STATUS_OK && !g_str_equal (cache_control, "no-store")) {
+    g_snprintf (etag, sizeof etag, "\"%08x\"", g_str_hash (body));
+    char inm[64] = "";
+    if (lws_hdr_copy (wsi, inm, sizeof inm, WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && g_str_equal (inm, etag)) {
+      status = HTTP_STATUS_NOT_MODIFIED;
+      hs->head = TRUE; /* headers only */
+    }
+  }
   hs->len = strlen (body);
   hs->buf = g_malloc (LWS_PRE + hs->len);
   memcpy (hs->buf + LWS_PRE, body, hs->len);
   g_free (body);
-  if (lws_add_http_common_headers (wsi, status, type, hs->len, &p, end) ||
+  if (lws_add_http_common_headers (wsi, status, type, status == HTTP_STATUS_NOT_MODIFIED ? 0 : hs->len, &p, end) ||
       lws_add_http_header_by_name (wsi, (const unsigned char *) "cache-control:", (const unsigned char *) cache_control,
                                    (int) strlen (cache_control), &p, end) ||
+      (*etag && lws_add_http_header_by_name (wsi, (const unsigned char *) "etag:", (const unsigned char *) etag,
+                                              (int) strlen (etag), &p, end)) ||
       lws_finalize_write_http_header (wsi, start, &p, end))
     return 1;
   lws_callback_on_writable (wsi);

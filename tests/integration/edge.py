@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""HLS through an nginx edge (configs/nginx-edge.conf), on loopback.
+
+Starts the demo server and nginx with the shipped edge config (its ports, cache
+path and pid file rewritten to this test's), then through the edge:
+  - ffprobe on master.m3u8 sees one video and one audio rendition per channel;
+  - a playlist is cached (HIT) for at most ~1 s and then moves on with dragoman's;
+  - dragoman's playlist ETag lets a cache revalidate: 304 without a body;
+  - a segment is fetched from dragoman once: 30 concurrent first requests give
+    one MISS and the rest HIT (request collapsing), later requests HIT;
+  - the WebSocket listener works through the edge.
+Exit status 0 when every check passes."""
+import json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+failures = []
+
+
+def check(ok, what, detail=""):
+    print(f"{'PASS' if ok else 'FAIL'}: {what}" + (f" ({detail})" if detail else ""), flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, b""
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="dragoman-edge-")
+    os.chmod(tmp, 0o755)  # nginx's workers (not root) write its cache here
+    port, edge = free_port(), free_port()
+    log = open(os.path.join(ROOT, "build/test-artifacts/edge-server.log"), "w")
+    srv = subprocess.Popen([os.path.join(ROOT, "build/dragoman"), "--set", f"server.port={port}",
+                            "--set", f"server.hls-dir={tmp}/hls"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    conf = open(os.path.join(ROOT, "configs/nginx-edge.conf")).read()
+    conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{edge};")
+    conf = conf.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{port};")
+    conf = conf.replace("/var/lib/nginx/dragoman-edge", f"{tmp}/cache")
+    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+    conf = f"daemon off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/nginx-error.log warn;\n" + conf
+    conf = conf.replace("http {", f"http {{\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n", 1)
+    open(f"{tmp}/nginx.conf", "w").write(conf)
+    ngx = subprocess.Popen(["nginx", "-p", tmp, "-c", f"{tmp}/nginx.conf", "-e", f"{tmp}/nginx-error.log"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{edge}"
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 20:
+            try:
+                if get(f"{base}/healthz")[2].startswith(b"ok") and "#EXTINF" in get(f"{base}/hls/main/video.m3u8")[2].decode():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        r = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type:stream_tags=language",
+                            "-of", "json", f"{base}/hls/main/master.m3u8"], capture_output=True, text=True, timeout=30)
+        streams = json.loads(r.stdout or "{}").get("streams", [])
+        kinds = sorted(s["codec_type"] for s in streams)
+        check(kinds.count("video") == 1 and kinds.count("audio") == 6,
+              "ffprobe through the edge: one video, one audio rendition per channel", f"{kinds}")
+
+        # playlists: cached at most about a second
+        s1, h1, b1 = get(f"{base}/hls/main/video.m3u8")
+        s2, h2, b2 = get(f"{base}/hls/main/video.m3u8")
+        check(s2 == 200 and h2.get("x-cache-status") == "HIT", "a playlist asked twice at once: the second is a HIT",
+              f"{h1.get('x-cache-status')} then {h2.get('x-cache-status')}, cache-control {h1.get('cache-control')}")
+        seq = lambda b: int(re.search(rb"MEDIA-SEQUENCE:(\d+)", b).group(1)) if b else -1
+        first, moved, t0 = seq(b1), None, time.time()
+        while time.time() - t0 < 8:
+            b = get(f"{base}/hls/main/video.m3u8")[2]
+            if seq(b) > first or b.count(b"#EXTINF") != b1.count(b"#EXTINF"):
+                moved = time.time() - t0
+                break
+            time.sleep(0.2)
+        check(moved is not None, "the edge's playlist moves on with dragoman's (not held past ~1 s)",
+              f"changed after {moved:.1f} s" if moved is not None else "never")
+        st, hd, _ = get(f"http://127.0.0.1:{port}/hls/main/master.m3u8")
+        st304 = get(f"http://127.0.0.1:{port}/hls/main/master.m3u8", {"If-None-Match": hd.get("etag", "")})[0]
+        check(hd.get("etag") and st304 == 304, "dragoman's playlist ETag: a revalidation gets 304",
+              f"etag {hd.get('etag')}, {st304}")
+
+        # segments: one upstream fetch for many viewers
+        # a segment nobody fetched yet: wait for dragoman (directly) to list a new one
+        segs = lambda: [ln for ln in get(f"http://127.0.0.1:{port}/hls/main/audio-hy.m3u8")[2].decode().splitlines()
+                        if ln.startswith("/hls-seg/")]
+        known, t0 = set(segs()), time.time()
+        fresh = []
+        while not fresh and time.time() - t0 < 6:
+            time.sleep(0.1)
+            fresh = [x for x in segs() if x not in known]
+        seg = fresh[-1] if fresh else sorted(known)[-1]
+        statuses = []
+        lock = threading.Lock()
+
+        def fetch():
+            h = get(f"{base}{seg}")[1]
+            with lock:
+                statuses.append(h.get("x-cache-status"))
+
+        threads = [threading.Thread(target=fetch) for _ in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        later = get(f"{base}{seg}")[1]
+        check(statuses.count("MISS") == 1 and statuses.count("HIT") == 29 and later.get("x-cache-status") == "HIT",
+              "30 viewers ask for a new segment at once: one MISS (one upstream fetch), 29 HIT",
+              f"{ {k: statuses.count(k) for k in set(statuses)} }, then {later.get('x-cache-status')}, "
+              f"cache-control {later.get('cache-control')}")
+
+        out = subprocess.run([os.path.join(ROOT, "build/wsprobe"), "--url",
+                              f"ws://127.0.0.1:{edge}/ws/listen?room=main&lang=hy", "--seconds", "3", "--json"],
+                             capture_output=True, text=True, timeout=30).stdout
+        p = json.loads(out or "{}")
+        check(p.get("packets", 0) >= 120 and p.get("gaps") == 0, "the WebSocket listener through the edge",
+              f"{p.get('packets')} packets, gaps {p.get('gaps')}")
+    finally:
+        ngx.terminate()
+        try:
+            ngx.wait(5)
+        except subprocess.TimeoutExpired:
+            ngx.kill()
+        srv.terminate()
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print(f"edge.py: {len(failures)} check(s) FAILED")
+        sys.exit(1)
+    print("edge.py: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
