@@ -65,6 +65,7 @@ struct _DragomanOutput {
   gint64 bytes;    /* atomic */
   gint64 dropped;  /* atomic */
   GHashTable *tags; /* stream-id -> GstTagList (recordings), under lock */
+  gint rotating;    /* atomic: the bridge ended the file for a new video format */
 };
 
 static gboolean start_pipeline (DragomanOutput *o, GError **error);
@@ -177,6 +178,19 @@ on_sample (GstAppSink *sink, gpointer data)
     goto out;
   }
   st->need_key = FALSE;
+  if (st->caps && video && o->kind == KIND_RECORDING && !gst_caps_is_equal (st->caps, caps)) {
+    /* Matroska cannot change a track's format mid-file (matroskamux fails, and the
+     * file was left unfinished): the stage was lost (slate) or a new encoder came.
+     * Finish this file cleanly and go on in a new one (on the main thread). */
+    o->running = FALSE;
+    for (guint i = 0; i < o->streams->len; i++) {
+      Stream *s = o->streams->pdata[i];
+      if (s->appsrc)
+        gst_app_src_end_of_stream (GST_APP_SRC (s->appsrc));
+    }
+    g_atomic_int_set (&o->rotating, 1);
+    goto out;
+  }
   if (!st->caps || !gst_caps_is_equal (st->caps, caps)) {
     gst_app_src_set_caps (GST_APP_SRC (st->appsrc), caps);
     gst_caps_replace (&st->caps, caps);
@@ -571,8 +585,17 @@ on_bus (GstBus *bus, GstMessage *msg, gpointer data)
     return G_SOURCE_REMOVE; /* teardown removed the watch */
   }
   case GST_MESSAGE_EOS:
-    /* a stop: every file is finished */
+    /* every file is finished: a stop, or a new file for a new video format */
     teardown (o);
+    if (g_atomic_int_compare_and_exchange (&o->rotating, 1, 0) && o->wanted) {
+      g_autoptr (GError) err = NULL;
+      GST_INFO ("recording %s: the video format changed: a new file", o->room->id);
+      if (!start_pipeline (o, &err)) {
+        o->wanted = FALSE;
+        set_state (o, DRAGOMAN_OUTPUT_FAILED, err->message);
+      }
+      return G_SOURCE_REMOVE;
+    }
     set_state (o, DRAGOMAN_OUTPUT_STOPPED, NULL);
     return G_SOURCE_REMOVE;
   default:
