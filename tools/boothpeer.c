@@ -73,7 +73,7 @@
 #define MAX_MESSAGES 500
 #define N_IDENT 6
 #define N_REF 7
-#define CLICK_SAMPLES 96 /* 2 ms burst of 3 kHz, like tools/clickbench.c */
+#define CLICK_SAMPLES 96      /* 2 ms burst of 3 kHz, like tools/clickbench.c */
 #define CLICK_THRESHOLD 0.15f /* the return-feed click detector: as tools/clickbench.c */
 #define CLICK_QUIET_MS 100
 
@@ -130,7 +130,7 @@ typedef struct {
   GString *timeline;
   GArray *win_rms, *win_end; /* float dBFS, double s */
   double first_audio_at;
-  gboolean rc_armed;  /* return-feed click detector (appsink thread) */
+  gboolean rc_armed; /* return-feed click detector (appsink thread) */
   guint rc_quiet;
   GArray *ret_click_us; /* double: wall µs of each click onset heard in the return feed (under lock) */
   /* webrtcbin stats at the end */

@@ -20,6 +20,11 @@
  * Usage: clickbench --url ws://127.0.0.1:8090/ws/listen?room=main&lang=hy
  *                   --rtp 127.0.0.1:15102 [--clicks 200] [--period-ms 501.3]
  *                   [--frame-ms 20] [--json]
+ *        clickbench --url ... --listen-only N
+ *   no sender (the clicks come from a WebRTC booth or the stage): listens N
+ *   seconds and prints one JSON object: each click's arrival (arrivals_us),
+ *   the header's ingress time of the message that carried it (ingress_us),
+ *   and a histogram of the messages' inter-arrival times (interarrival_ms).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -2,60 +2,76 @@
 """The SRT stage under load, and the latency from the floor to the hall's ears.
 
 One server on configs/conference.ini (SRT stage, five browser booths; free HTTP
-and SRT ports, no recording, its own HLS directory), fed by ffmpeg the way an AV
-crew's encoder feeds it: MPEG-TS over SRT (caller), H.264 1920x1080 30 fps
-4 Mbit/s (libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p) and
-AAC 128 kbit/s mono 48 kHz.  The video is encoded once with exactly those
-settings (build/bench-media/, 10 s, looped with -stream_loop -c copy): encoding
-1080p30 live costs ~0.4 core of this machine's two, which would be taken from the
-server being measured; the bytes on the wire are the same.  The audio is encoded
-live from a click track (lavfi aevalsrc: a 2 ms burst of 3 kHz every 501.3 ms,
-as tools/clickbench.c), one AAC frame per PES (-pes_payload_size 0) and every
-packet flushed to SRT at once (-flush_packets 1).
+and SRT ports, recording not started, its own HLS directory), fed the way an AV
+crew's encoder feeds it: ffmpeg, MPEG-TS over SRT (caller, latency 120 ms),
+H.264 1920x1080 30 fps 4 Mbit/s (libx264 -preset veryfast -tune zerolatency
+-g 60 -pix_fmt yuv420p) and AAC 128 kbit/s mono 48 kHz.  The video is encoded
+once with exactly those settings (build/bench-media/, 10 s) and looped with
+-stream_loop -c copy: encoding 1080p30 live costs ~0.4 core of this machine's
+two, taken from the server being measured; the bytes on the wire are the same.
+The audio is encoded live from a click track (lavfi aevalsrc: a 2 ms burst of
+3 kHz every 501.3 ms, as tools/clickbench.c, over -48 dBFS noise), its frames
+sent at once (-pes_payload_size 0 -flush_packets 1).
 
 Measured:
-  cpu          the server process only (utime+stime from /proc/PID/stat over the
-               window, % of one core; VmRSS at its end), stage live, nobody
-               listening: with HLS (the conference's default) and again on a fresh
-               server with `room main.hls=false`.  ffmpeg's own CPU beside it.
-  floor_to_ear click k sent into the stage's floor → heard by a /ws/listen client
-               on `orig` (build/clickbench --listen-only: arrival of the
-               WebSocket message carrying the onset + the onset's offset in it).
-  floor_to_booth the same click heard in a browser booth's WebRTC return feed
-               (build/boothpeer --return-clicks on booth `en`, which listens to
-               the floor; decoded after the peer's own jitter buffer, stated).
-  floor_to_hls when the HLS segment holding click k appears in the `orig` audio
-               playlist (polled every 50 ms; the segment is fetched and decoded to
-               find which clicks it holds).  A player starts further back still
-               (hls.js: 3 segments behind the live edge).
+  cpu            the server process only (utime+stime from /proc/PID/stat over
+                 the window, % of one core; VmRSS at its end), stage live, nobody
+                 listening: the conference as it is (HLS on), then (full run) a
+                 fresh server as the channels alone (`room main.hls=false` and no
+                 [record main]: no program pipeline).  ffmpeg's CPU beside it.
+  floor_to_ear   click k sent into the stage → heard by a /ws/listen client on
+                 `orig` (build/clickbench --listen-only: arrival of the WebSocket
+                 message carrying the onset + the onset's offset in it).  The
+                 header's ingress time splits it (send → ingress → arrival).
+  floor_to_booth the same click in a browser booth's WebRTC return feed
+                 (build/boothpeer --return-clicks on booth `en`, which listens to
+                 the floor), decoded after the peer's jitter buffer (in-order
+                 packets pass it at once).
+  floor_to_hls   when the HLS segment holding click k appears in the `orig` audio
+                 playlist (polled every 50 ms; each new segment fetched and
+                 decoded behind the one before it to find its clicks).  A player
+                 starts further back (hls.js: 3 segments behind the live edge).
+  All three at once, on the HLS-on server, after its CPU window.
 
-The send time of click k: ffmpeg sends to SRT through a UDP relay of ours
-(SrtRelay), which parses the MPEG-TS inside SRT's data packets and keeps the
-kernel receive timestamp (SO_TIMESTAMPNS) of the first datagram carrying each
-AAC frame (PES, keyed by PTS).  AAC in MPEG-TS carries no encoder-delay field, so
-a decoder (the server's avdec_aac, or ffmpeg) puts input sample n at the first
-frame's PTS + 1024 + n (checked with this ffmpeg: a click generated at sample n
-decodes at 1024 + n + 11, the 11 being the detector's threshold crossing, the
-same in clickbench).  So:
+The send time of click k.  ffmpeg sends to a UDP relay of ours (SrtRelay) that
+forwards to the server; it parses the MPEG-TS inside SRT's data packets and
+keeps, for every AAC frame (by PTS), the SRT timestamp of the datagram that
+completed its PES: when ffmpeg handed it to SRT (srt_sendmsg), on the sender's
+clock, which SRT's receiver delivers at + latency (TSBPD).  Mapped to ours by
+the least delayed datagram: offset = min(kernel receive time (SO_TIMESTAMPNS)
+− SRT timestamp).  (The wire time itself can be later than that: SRT's sending
+thread paces, and on a loaded machine runs late; reported as
+relay.sender_srt_queue_ms, not counted.)  AAC in MPEG-TS carries no
+encoder-delay field, so a decoder (the server's avdec_aac, or ffmpeg) puts input
+sample n at the first frame's PTS + 1024 + n (seen with this ffmpeg: a click
+generated at sample n decodes at 1024 + n + 11, the 11 being the detector's
+threshold crossing, as in clickbench).  So
 
-  send_k = wire time of the AAC frame whose decoded span holds the click's onset
+  send_k = send time of the AAC frame whose decoded span holds the onset
            + the onset's offset in that frame
 
-clickbench's definition (packet departure + onset offset): a relay that
-forwarded the frames untouched would score 0, and the sender's own AAC
-look-ahead and muxing are not counted.  What is counted: SRT's latency (TSBPD
-holds every packet until its send time + latency-ms), tsdemux, AAC decode, the
-floor's failover selector, the channel mixer (10 ms), the Opus frame and
-look-ahead, the fan-out and the socket.  Reference error: the relay's receive
-timestamp is the kernel's, µs after ffmpeg's sendmsg on loopback; SRT maps the
-sender's clock to the receiver's at the handshake, which the relay forwarded
-after a scheduling delay (sub-ms on an idle machine, a few ms on a busy one):
-that shifts the whole run by the same amount.  Reported: spread of the sender's
-own pacing (wire time − PTS) as `sender_jitter_ms`.
+clickbench's definition (packet departure + onset offset).  Checked on every
+run against the stream (relay.click_mapping_check): the two frames whose MDCT
+windows hold a click are the large ones, the mapped frame and the one before.
+What is counted: SRT's latency (120 ms), tsdemux, aacparse, AAC decode, the
+floor's failover selector, the channel mixer (10 ms blocks), the Opus frame and
+look-ahead, the fan-out and the socket.  aacparse holds 0-2 frames: while it
+looked for sync it set its minimum frame size to the first frame + 9 bytes
+(379 here) and keeps it, so it parses only once that many bytes are queued: one
+frame behind at 128 kbit/s (~340-byte frames), two behind for smaller frames
+(seen with GST_DEBUG=baseparse:6; without aacparse the p50 is ~20 ms lower).
+Not counted: the sender's encoding and muxing (its pacing, send − PTS, is
+reported as sender_jitter_ms).  Reference error: the offset is the least
+delayed of thousands of datagrams (µs on loopback); SRT's own clock mapping
+(its handshake went through the relay, relay.max_hold_ms) may shift the whole
+run by a few ms on a busy machine.
 
-Usage: tools/stagebench.py [--quick] [--json]  (bench.py imports run()).
+Usage: tools/stagebench.py [--quick] [--json] [--booth-latency=MS]
+                           [--variants=channels,program]
+  (bench.py imports run(); logs in build/test-artifacts/stagebench-*;
+  STAGEBENCH_DUMP=FILE writes the raw frames, arrivals and HLS clicks there)
 """
-import array, bisect, json, os, re, selectors, signal, socket, struct, subprocess, sys, threading, time
+import array, bisect, json, os, selectors, shutil, signal, socket, struct, subprocess, sys, threading, time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +88,7 @@ SRT_LATENCY_MS = 120                      # configs/conference.ini [stage main] 
 # the click over the hall's noise: uniform noise at -48 dBFS peak (below the detector's re-arm level,
 # 0.0375). A floor is never digital silence, and the noise keeps AAC frames at the bitrate's ~340 bytes,
 # as speech does: silent frames (11 bytes) are grouped several to a PES by ffmpeg's muxer and held
-# longer by the server's aacparse (see docs/performance.md).
+# longer by the server's aacparse (see above).
 CLICK_EXPR = ("0.6*sin(2*PI*3000*t)*sin(PI*mod(t,{p})/0.002)*lt(mod(t,{p}),0.002)+0.004*(2*random(0)-1)"
               .format(p=PERIOD_MS / 1000))
 VIDEO = {"size": "1920x1080", "rate": 30, "bitrate": "4M", "gop": 60, "preset": "veryfast", "seconds": 10}
@@ -150,6 +166,10 @@ class SrtRelay(threading.Thread):
         self.stop_flag = False
         self.lock = threading.Lock()
         self.audio_wire = {}       # PTS of each AAC frame → wire time (µs since the epoch)
+        self.audio_srt = {}        # PTS → SRT timestamp of the datagram that completed it (µs, sender's clock)
+        self.srt_offset = None     # min(wire − SRT timestamp): the sender's clock → ours
+        self.srt_ts_last = None    # for the 32-bit wrap (every 71.6 minutes)
+        self.srt_wraps = 0
         self.audio_size = {}       # PTS → ADTS frame bytes
         self.duplicates = []       # (PTS, µs between the two sightings) of a frame seen twice
         self.audio_pes_frames = {} # frames per PES → PES count
@@ -194,11 +214,20 @@ class SrtRelay(threading.Thread):
             return
         self.datagrams += 1
         self.bytes += len(d)
-        seq = struct.unpack(">I", d[:4])[0]
+        seq, _, srt_ts = struct.unpack(">III", d[:12])
         if seq in self.seen_seq:
             self.retransmits += 1
             return
         self.seen_seq.add(seq)
+        # SRT's timestamp: when the sender handed the packet to SRT (srt_sendmsg); the receiver delivers
+        # it at that + latency (TSBPD). The wire time can be later: SRT's sending thread paces and,
+        # on a loaded machine, runs late.
+        if self.srt_ts_last is not None and srt_ts < self.srt_ts_last and self.srt_ts_last - srt_ts > 1 << 31:
+            self.srt_wraps += 1
+        self.srt_ts_last = srt_ts
+        srt_ts += self.srt_wraps << 32
+        if self.srt_offset is None or wire - srt_ts < self.srt_offset:
+            self.srt_offset = wire - srt_ts
         for off in range(16, len(d) - 187, 188):
             ts = d[off:off + 188]
             if ts[0] != 0x47:
@@ -211,7 +240,7 @@ class SrtRelay(threading.Thread):
                 continue
             pl = ts[p:]
             if pid == self.audio_pid:
-                self.audio_ts(pl, pusi, wire)
+                self.audio_ts(pl, pusi, wire, srt_ts)
             elif not pusi:
                 continue
             elif pid == 0:                        # PAT → the first programme's PMT
@@ -230,7 +259,7 @@ class SrtRelay(threading.Thread):
                         self.video_pid = epid
                     i += 5 + ((sec[i + 3] & 0x0F) << 8 | sec[i + 4])
 
-    def audio_ts(self, pl, pusi, wire):
+    def audio_ts(self, pl, pusi, wire, srt_ts):
         """reassembles the audio PES; when complete, each ADTS frame in it is noted with
         the wire time of the datagram that completed it (a frame is usable only whole)"""
         if pusi:
@@ -256,14 +285,22 @@ class SrtRelay(threading.Thread):
                     self.duplicates.append((fpts, wire - self.audio_wire[fpts]))
                 else:
                     self.audio_wire[fpts] = wire
+                    self.audio_srt[fpts] = srt_ts
                     self.audio_size[fpts] = flen
                 n += 1
                 i += max(flen, 7)
             self.audio_pes_frames[n] = self.audio_pes_frames.get(n, 0) + 1
 
     def frames(self):
+        """[(PTS, send time µs)]: SRT's timestamp on our clock (the sender's least delayed datagram
+        defines the offset), the moment ffmpeg handed the frame to SRT"""
         with self.lock:
-            return sorted(self.audio_wire.items())
+            return sorted((p, t + self.srt_offset) for p, t in self.audio_srt.items())
+
+    def wire_lag_ms(self):
+        """wire time − send time per frame: SRT's sender-side queueing (not in the latency)"""
+        with self.lock:
+            return [(self.audio_wire[p] - (t + self.srt_offset)) / 1000 for p, t in self.audio_srt.items()]
 
     def close(self):
         self.stop_flag = True
@@ -291,6 +328,24 @@ class Clicks:
             return None
         return self.frames[i][1] + (t - self.pts[i]) * 1000000 / 90000
 
+    def frame_of(self, k):
+        t = self.first + (AAC_FRAME + k * PERIOD) * TICKS
+        return bisect.bisect_right(self.pts, t) - 1
+
+    def check(self, sizes):
+        """the mapping, checked against the stream itself: a click makes the two AAC frames whose
+        windows hold it (the mapped one and the one before) larger than the noise's; one frame off
+        and the large ones would sit at -2/-1 or 0/+1. Mean bytes of the frames around each click."""
+        by = {}
+        for off in (-2, -1, 0, 1):
+            v = [sizes[self.pts[i + off]] for k, _ in self.sends() for i in [self.frame_of(k)]
+                 if 0 <= i + off < len(self.pts) and self.pts[i + off] in sizes]
+            by[off] = round(sum(v) / len(v)) if v else None
+        allv = sorted(sizes.values())
+        med = allv[len(allv) // 2] if allv else None
+        ok = None not in by.values() and min(by[-1], by[0]) > max(by[-2], by[1])
+        return {"mean_frame_bytes_by_offset": by, "median_frame_bytes": med, "ok": ok}
+
     def sends(self, after_us=0, before_us=None):
         """[(k, send µs)] of the clicks whose frames were seen, sent in [after_us, before_us]"""
         if not self.pts:
@@ -304,14 +359,20 @@ class Clicks:
         return out
 
 
+# Nothing can arrive before SRT has delivered it (send + latency): a click is looked for from there
+# on, for 0.95 period, so a latency between ~105 and ~580 ms is matched to the right click (a window
+# from the send itself would take a click delayed by more than 0.8 period for the next one).
+EARLIEST_MS = SRT_LATENCY_MS - 15
+
+
 def match(sends, arrivals_us):
-    """each sent click → the first arrival in [send, send + 0.8 period): {k: (latency ms, arrival index)}"""
+    """each sent click → the first arrival in [send + EARLIEST_MS, + 0.95 period): {k: (latency ms, index)}"""
     order = sorted(range(len(arrivals_us)), key=lambda j: arrivals_us[j])
     arr = [arrivals_us[j] for j in order]
     lat = {}
     for k, s in sends:
-        i = bisect.bisect_left(arr, s)
-        if i < len(arr) and arr[i] - s < PERIOD_MS * 800:
+        i = bisect.bisect_left(arr, s + EARLIEST_MS * 1000)
+        if i < len(arr) and arr[i] - s < (EARLIEST_MS + 0.95 * PERIOD_MS) * 1000:
             lat[k] = ((arr[i] - s) / 1000, order[i])
     return lat
 
@@ -345,6 +406,8 @@ class HlsWatch(threading.Thread):
         self.stop_flag = False
         self.segments = {}   # name → {"appeared_us", "pdt_us", "duration", "data"}
         self.polls = self.errors = 0
+        self.max_poll_gap_ms = 0.0
+        self.last_poll = None
 
     def run(self):
         while not self.stop_flag:
@@ -352,6 +415,9 @@ class HlsWatch(threading.Thread):
             try:
                 pl = urllib.request.urlopen(self.url, timeout=2).read().decode()
                 seen = time.time_ns() // 1000
+                if self.last_poll:
+                    self.max_poll_gap_ms = max(self.max_poll_gap_ms, (seen - self.last_poll) / 1000)
+                self.last_poll = seen
                 self.polls += 1
                 pdt = dur = None
                 for line in pl.splitlines():
@@ -534,6 +600,8 @@ class Stage:
         for f in (self.log, self.sender_log):
             if f:
                 f.close()
+        # 1080p segments: ~12 MB a server, kept by nobody
+        shutil.rmtree(os.path.join(ART, f"hls-{self.port}"), ignore_errors=True)
 
 
 def cpu_run(stage, seconds, warmup):
@@ -587,21 +655,25 @@ def latency_run(stage, seconds, booth_latency_ms):
                                 "max": pct(ck.pacing_ms, 1.0)},
            "relay": {"datagrams": stage.relay.datagrams, "retransmits": stage.relay.retransmits,
                      "audio_frames": len(frames), "frames_per_pes": stage.relay.audio_pes_frames,
+                     "duplicate_frames": len(stage.relay.duplicates),
+                     "sender_srt_queue_ms": stats(stage.relay.wire_lag_ms()),
+                     "click_mapping_check": ck.check(stage.relay.audio_size),
                      "max_hold_ms": round(stage.relay.max_hold_us / 1000, 2)}}
     if os.environ.get("STAGEBENCH_DUMP"):
         with open(os.environ["STAGEBENCH_DUMP"], "w") as f:
-            json.dump({"frames": frames, "arrivals": arrivals, "ingress": lj.get("ingress_us"), "return": pj.get("return_clicks"),
-                       "t_start": t_start, "t_end": t_end,
-                       "hls": hclicks}, f)
+            json.dump({"frames": frames, "arrivals": arrivals, "ingress": lj.get("ingress_us"),
+                       "return": pj.get("return_clicks"), "t_start": t_start, "t_end": t_end, "hls": hclicks}, f)
 
-    # the orig listener: skip the first second (connect, burst) and the last (it stops listening)
     # a click counts if sent while its listener listened: 1.5 s after the start (connect, burst) until
     # 0.5 s before it stopped (clickbench listens `seconds + 1` from its start)
     sends = ck.sends(t_start + 1500000, t_start + (int(seconds) + 1 - 0.5) * 1000000)
     lat = match(sends, arrivals)
     ing = lj.get("ingress_us", [])
-    # the header's ingress time splits it: send → ingress (SRT, demux, decode, up to the Opus packet's
-    # end on the server's clock) and ingress → arrival (waiting for that clock, encode, fan-out, socket)
+    # the header's ingress stamp of the packet that carried the click: its newest audio's time on the
+    # server's clock, or when it was encoded if that time is still ahead (as the stage's is, by ~0.5 s:
+    # tsdemux's timestamps run ahead of the pipeline clock). So send → ingress is everything up to the
+    # Opus encoder's output, and latency − that is the fan-out, the socket and the onset's place in
+    # its packet (0-20 ms).
     to_ingress, after_ingress = [], []
     for k, s in sends:
         if k in lat and lat[k][1] < len(ing):
@@ -609,7 +681,8 @@ def latency_run(stage, seconds, booth_latency_ms):
             after_ingress.append(lat[k][0] - to_ingress[-1])
     res["floor_to_ear"] = {"clicks_sent": len(sends), "clicks_timed": len(lat), "lang": "orig",
                            "latency_ms": stats([v for v, _ in lat.values()]),
-                           "send_to_ingress_ms": stats(to_ingress), "ingress_to_arrival_ms": stats(after_ingress),
+                           "send_to_ingress_ms": stats(to_ingress),
+                           "ingress_to_arrival_plus_offset_ms": stats(after_ingress),
                            "interarrival_ms": lj.get("interarrival_ms"), "packets": lj.get("packets"),
                            "packet_gaps": lj.get("gaps")}
 
@@ -626,13 +699,19 @@ def latency_run(stage, seconds, booth_latency_ms):
                              "peer_ok": pj.get("ok"), "peer_errors": pj.get("errors", [])[:3],
                              "latency_ms": stats([v for v, _ in blat.values()])}
 
-    # HLS: each click found in a segment → the segment's appearance − the click's send time
+    # HLS: each click found in a segment → the segment's appearance − the click's send time. Which click
+    # it is: the latest sent before its place in the server's time (the segment's PROGRAM-DATE-TIME +
+    # its offset in the segment), which lies ~0.3 s after the send (SRT's 120 ms and the stage's
+    # timestamps): right as long as that stays within one click period (501 ms); checked below.
     allsends = ck.sends()
     s_times = [s for _, s in allsends]
-    h_lat, pdt_err = [], []
+    h_lat, pdt_err, implausible = [], [], 0
     for appeared, at, name in hclicks:
         i = bisect.bisect_right(s_times, at) - 1     # the latest click sent before its place in the segment
         if i < 0 or at - s_times[i] >= PERIOD_MS * 1000:
+            continue
+        if appeared - s_times[i] < EARLIEST_MS * 1000:   # not delivered yet: taken for the wrong click
+            implausible += 1
             continue
         h_lat.append((appeared - s_times[i]) / 1000)
         pdt_err.append((at - s_times[i]) / 1000)
@@ -640,8 +719,14 @@ def latency_run(stage, seconds, booth_latency_ms):
     res["floor_to_hls"] = {"segments_seen": len(segs), "clicks_timed": len(h_lat), "poll_ms": hls.poll_s * 1000,
                            "segment_s": round(sum(s["duration"] for s in segs) / len(segs), 3) if segs else None,
                            "latency_ms": stats(h_lat),
+                           "max_poll_gap_ms": round(hls.max_poll_gap_ms, 1), "poll_errors": hls.errors,
+                           "implausible": implausible,
                            "pdt_minus_send_ms": {"p50": pct(pdt_err, 0.5), "min": pct(pdt_err, 0.0),
-                                                 "max": pct(pdt_err, 1.0)}}
+                                                 "max": pct(pdt_err, 1.0)},
+                           # "the latest click sent before" is the right one while every offset stays
+                           # inside one period (with a margin for the PDT's and the decoder's error)
+                           "identification_ok": bool(pdt_err) and 30 < min(pdt_err) and
+                                                max(pdt_err) < PERIOD_MS - 30}
     return res
 
 
