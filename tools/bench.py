@@ -317,13 +317,39 @@ def render(res):
                   f"| {c['mix_2_inputs_with_gains'] / 1e6:.1f} M | {c['opus_20ms_32k'] / 1e6:.1f} M | "
                   f"{c['aac_64k'] / 1e6:.1f} M |"]
     if "icecast" in res:
-        lines += ["", "### Side by side with Icecast 2.4 (Ogg/Opus mount, 32 kbit/s, same machine, same run)", "",
-                  "```", json.dumps(res["icecast"], indent=1)[:6000], "```"]
+        lines += render_icecast(res["icecast"])
     if "stage" in res and "error" in res["stage"]:
         lines += ["", "### SRT stage", "", f"Not measured: {res['stage']['error']}"]
     elif "stage" in res:
         lines += render_stage(res["stage"])
     return "\n".join(lines) + "\n"
+
+
+def render_icecast(ic):
+    """the side-by-side table (the full record stays in bench/results.json)"""
+    out = ["", "### Side by side with Icecast 2.4 (Ogg/Opus mount, 32 kbit/s, same machine, same run)", "",
+           "Server CPU above idle and RSS per listener; latency = a click in the source → heard by a listener "
+           "probe; behind live = how much old audio a new listener is given (Icecast's burst).", "",
+           "| listeners | server | CPU above idle | RSS / listener | latency p50 | latency p99 | behind live |",
+           "|---|---|---|---|---|---|---|"]
+    for row in ic.get("results", []):
+        d = row.get("dragoman", {})
+        out.append(f"| {row['clients']} | dragoman (WebSocket, 20 ms frames) | {d.get('cpu_pct_fanout', 0):.1f} % | "
+                   f"{d.get('rss_kib_per_listener', 0):.1f} KiB | {d.get('delay_ms', {}).get('p50', 0):.1f} ms* | "
+                   f"{d.get("delay_ms", {}).get("p99", 0):.1f} ms* | burst-ms 60 (config) |")
+        for key, label in (("icecast", "Icecast, 0.5 s Ogg pages"), ("icecast_20ms_pages", "Icecast, 20 ms pages")):
+            i = row.get(key)
+            if not i:
+                continue
+            pr = i.get("probe", {})
+            lat = pr.get("latency_ms", {})
+            behind = pr.get("behind_live_s", {})
+            out.append(f"| {row['clients']} | {label} | {i.get('cpu_pct_fanout', 0):.1f} % | "
+                       f"{i.get('rss_kib_per_listener', 0):.1f} KiB | {lat.get('p50', 0):.0f} ms | "
+                       f"{lat.get('p99', 0):.0f} ms | {behind.get('p50', 0):.1f} s |")
+    out += ["", "\\* dragoman's figure is delivery delay (header ingress → client receipt), not a click's "
+            "source-to-ear latency; the mouth-to-socket rows above are that for dragoman."]
+    return out
 
 
 def render_stage(st):
