@@ -336,7 +336,7 @@ def render_icecast(ic):
         d = row.get("dragoman", {})
         out.append(f"| {row['clients']} | dragoman (WebSocket, 20 ms frames) | {d.get('cpu_pct_fanout', 0):.1f} % | "
                    f"{d.get('rss_kib_per_listener', 0):.1f} KiB | {d.get('delay_ms', {}).get('p50', 0):.1f} ms* | "
-                   f"{d.get("delay_ms", {}).get("p99", 0):.1f} ms* | burst-ms 60 (config) |")
+                   f"{d.get('delay_ms', {}).get('p99', 0):.1f} ms* | burst-ms 60 (config) |")
         for key, label in (("icecast", "Icecast, 0.5 s Ogg pages"), ("icecast_20ms_pages", "Icecast, 20 ms pages")):
             i = row.get(key)
             if not i:
