@@ -3,6 +3,7 @@
 #   make test   installs dependencies, builds, runs every test
 #   make bench  latency and fan-out benchmarks (see docs/performance.md)
 #   make certs  a self-signed TLS certificate for a LAN event (certs/)
+#   make fuzz / make asan   libFuzzer targets, the ASan+UBSan build (tests/fuzz/fuzz.mk)
 
 BUILD   ?= build
 CC      ?= gcc
@@ -26,7 +27,7 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 openssl \
            gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x \
            libwebsockets-dev libwebsockets-evlib-glib libjson-glib-dev libopus-dev \
-           espeak-ng ffmpeg chromium icecast2 nginx-light libnginx-mod-rtmp
+           espeak-ng ffmpeg chromium icecast2 nginx-light libnginx-mod-rtmp clang libclang-rt-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps demo test check integration browser bench bench-smoke clean format media certs
@@ -107,6 +108,7 @@ bench-smoke: all
 test: deps
 	$(MAKE) all
 	$(MAKE) check
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) bench-smoke
 	$(MAKE) browser
@@ -128,3 +130,6 @@ $(BUILD)/boothpeer: tools/boothpeer.c | $(BUILD)
 $(BUILD)/clickbench: tools/clickbench.c | $(BUILD)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) $< -o $@ $(shell pkg-config --cflags --libs glib-2.0 opus) -lm
+
+# make fuzz, make fuzz-smoke (in make test), make asan: see tests/fuzz/fuzz.mk
+include tests/fuzz/fuzz.mk

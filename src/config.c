@@ -368,18 +368,54 @@ parse_booth (Parser *p, DragomanConfig *c, const char *group, const char *spec)
   return TRUE;
 }
 
+/* a name GKeyFile takes: it ignores any other, with a critical, in g_key_file_set_string () */
+static gboolean
+valid_name (const char *s)
+{
+  if (!*s || *s == ' ' || s[strlen (s) - 1] == ' ')
+    return FALSE;
+  for (; *s; s++)
+    if (*s == '[' || *s == ']' || g_ascii_iscntrl (*s))
+      return FALSE;
+  return TRUE;
+}
+
 static gboolean
 apply_override (Parser *p, const char *spec)
 {
   const char *eq = strchr (spec, '=');
   g_autofree char *lhs = eq ? g_strndup (spec, eq - spec) : NULL;
   char *dot = lhs ? strrchr (lhs, '.') : NULL;
-  if (!dot || dot == lhs || !dot[1]) {
+  if (dot)
+    *dot = '\0';
+  if (!dot || !valid_name (lhs) || !valid_name (dot + 1)) {
     g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "--set '%s': expected GROUP.KEY=VALUE", spec);
     return FALSE;
   }
-  *dot = '\0';
   g_key_file_set_string (p->kf, lhs, dot + 1, eq + 1);
+  return TRUE;
+}
+
+/* Every value as GKeyFile will read it, before anything reads one. A value that is not
+ * UTF-8 (a file saved as Latin-1) reads as NULL and get_string () let the default stand
+ * in: a passphrase "passwörd" in Latin-1 turned the SRT stage's encryption off. A bad
+ * escape ("C:\dir\") reads as something else than what was written, with a GLib warning.
+ * Our messages, not GKeyFile's: it quotes the value, which may be a token. */
+static gboolean
+check_values (Parser *p)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (p->kf, NULL);
+  for (guint i = 0; groups[i]; i++) {
+    g_auto (GStrv) keys = g_key_file_get_keys (p->kf, groups[i], NULL, NULL);
+    for (guint k = 0; keys && keys[k]; k++) {
+      g_autofree char *raw = g_key_file_get_value (p->kf, groups[i], keys[k], NULL);
+      if (!raw || !g_utf8_validate (raw, -1, NULL))
+        return fail (p, groups[i], keys[k], "the value is not UTF-8 (save the file as UTF-8)");
+      for (const char *s = raw; *s; s++)
+        if (*s == '\\' && (!*++s || !strchr ("sntr\\", *s)))
+          return fail (p, groups[i], keys[k], "a backslash starts \\\\, \\s, \\n, \\t or \\r: write \\\\ for one");
+    }
+  }
   return TRUE;
 }
 
@@ -389,6 +425,8 @@ parse (Parser *p, const char *const *overrides)
   for (guint i = 0; overrides && overrides[i]; i++)
     if (!apply_override (p, overrides[i]))
       return NULL;
+  if (!check_values (p))
+    return NULL;
 
   g_autoptr (DragomanConfig) c = g_new0 (DragomanConfig, 1);
   c->path = g_strdup (p->path);

@@ -350,7 +350,9 @@ gboolean
 dragoman_webrtc_peer_offer (DragomanWebrtcPeer *p, const char *sdp_text, GError **error)
 {
   GstSDPMessage *sdp = NULL;
-  if (gst_sdp_message_new_from_text (sdp_text, &sdp) != GST_SDP_OK || gst_sdp_message_medias_len (sdp) == 0) {
+  /* empty: GStreamer's parser logs a critical on it (found by tests/fuzz) */
+  if (!sdp_text || !*sdp_text || gst_sdp_message_new_from_text (sdp_text, &sdp) != GST_SDP_OK ||
+      gst_sdp_message_medias_len (sdp) == 0) {
     if (sdp)
       gst_sdp_message_free (sdp);
     g_set_error (error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT, "the offer is not valid SDP with media");
@@ -367,6 +369,10 @@ dragoman_webrtc_peer_offer (DragomanWebrtcPeer *p, const char *sdp_text, GError 
       m = gst_sdp_message_get_media (sdp, i);
   for (guint k = 0; m && k < gst_sdp_media_formats_len (m); k++) {
     int pt = atoi (gst_sdp_media_get_format (m, k));
+    /* RTP payload types are 0-127: a 300 was taken, rtpopuspay refused it and the
+     * interpreter heard nothing until they reconnected (tests/fuzz) */
+    if (pt < 0 || pt > 127)
+      continue;
     g_autoptr (GstCaps) mc = gst_sdp_media_get_caps_from_media (m, pt);
     const char *enc = mc ? gst_structure_get_string (gst_caps_get_structure (mc, 0), "encoding-name") : NULL;
     if (enc && g_ascii_strcasecmp (enc, "OPUS") == 0) {

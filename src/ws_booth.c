@@ -16,7 +16,7 @@ GST_DEBUG_CATEGORY_STATIC (wsbooth_debug);
 #define MAX_QUEUED 256
 
 /* Our messages are flat objects: 32 levels leave room, and keep json-glib's recursion
- * (about 120 bytes of stack a level, several times that under ASan) to a few KiB. */
+ * (about 115 bytes of stack a level) to a few KiB. */
 #define MAX_DEPTH 32
 
 /* ---- the pure part: one message → a JSON object of the protocol's shape --------- */
