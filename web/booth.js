@@ -713,19 +713,36 @@ function renderChannels() {
   const sources = [{ source: 'floor', label: floorName() },
     ...chans.filter((c) => c.lang !== 'orig' && c.lang !== (session && session.booth))
       .map((c) => ({ source: c.lang, label: t('booth.relay', { name: langName(c) }) }))];
-  ui.incoming.replaceChildren(...sources.map((x) => {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'choice';
+  syncChoices(ui.incoming, 'source', sources.map((x) => x.source), (b, source, i) => {
     b.setAttribute('role', 'radio');
-    b.dataset.source = x.source;
-    b.setAttribute('aria-checked', String(x.source === current));
+    b.setAttribute('aria-checked', String(source === current));
     // Roving focus (one tab stop for the group, arrows move): the radio pattern.
-    b.tabIndex = x.source === current ? 0 : -1;
-    b.textContent = x.label;
-    return b;
-  }));
+    b.tabIndex = source === current ? 0 : -1;
+    setText(b, sources[i].label);
+  });
   renderOutgoing();
+}
+
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+
+// The choice buttons of a group, kept across renders (a state message comes
+// with every change: rebuilding would take the keyboard focus away); rebuilt
+// only when the set changes, and then the focus stays on the same choice.
+function syncChoices(box, attr, keys, update) {
+  const now = [...box.children];
+  if (now.length !== keys.length || now.some((b, i) => b.dataset[attr] !== keys[i])) {
+    const focused = box.contains(document.activeElement) ? document.activeElement.dataset[attr] : null;
+    box.replaceChildren(...keys.map((k) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'choice';
+      b.dataset[attr] = k;
+      return b;
+    }));
+    const again = focused && [...box.children].find((b) => b.dataset[attr] === focused);
+    if (again) again.focus();
+  }
+  [...box.children].forEach((b, i) => update(b, keys[i], i));
 }
 
 function renderOutgoing() {
@@ -738,17 +755,15 @@ function renderOutgoing() {
   // retour (no "retour": true in `joined`) shows the others disabled, with
   // the reason as a tooltip.
   const retour = !!(j && j.retour === true);
-  ui.outgoing.replaceChildren(...chans.map((c) => {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'choice';
-    b.dataset.output = c.lang;
-    b.setAttribute('aria-pressed', String(c.lang === out));
-    const taken = s && s.output_taken_by && c.lang === out ? ` ${t('booth.outputTaken', { booth: s.output_taken_by })}` : '';
-    b.textContent = `${t(c.lang === own ? 'booth.outputA' : 'booth.outputB', { name: langName(c) })}${taken}`;
-    if (c.lang !== out && !retour) { b.disabled = true; b.title = msgText(retourUnavailable); }
-    return b;
-  }));
+  syncChoices(ui.outgoing, 'output', chans.map((c) => c.lang), (b, lang, i) => {
+    const c = chans[i];
+    b.setAttribute('aria-pressed', String(lang === out));
+    const taken = s && s.output_taken_by && lang === out ? ` ${t('booth.outputTaken', { booth: s.output_taken_by })}` : '';
+    setText(b, `${t(lang === own ? 'booth.outputA' : 'booth.outputB', { name: langName(c) })}${taken}`);
+    const off = lang !== out && !retour;
+    b.disabled = off;
+    if (off) b.title = msgText(retourUnavailable); else b.removeAttribute('title');
+  });
 }
 
 function renderConn() {

@@ -11,6 +11,14 @@
 // Listen stays the default: it is seconds ahead of Watch, which matters in the
 // hall. The mode is remembered; ?mode=watch or ?mode=listen preselects.
 //
+// The listener's own mix (Listen mode): a slider adds the room's original
+// (`orig`, a second /ws/listen socket) under the interpretation, default off
+// and remembered. The worklet mixes the two streams lined up (see
+// listener-worklet.js); the original is added only while an interpreter is on
+// air (the channel is the floor itself otherwise) and fades like the server's
+// own floor does. Media Session metadata and play/pause controls for the
+// lock screen and headsets.
+//
 // Interface language (i18n.js, strings in i18n/<code>.json): the listener's
 // own choice in the picker (remembered), else the chosen channel's language
 // when the page has it (someone who picks Armenian reads Armenian), else the
@@ -29,6 +37,10 @@ const RECONNECT_MAX_MS = 5000;
 const STALL_MS = 3000;
 const STORE_KEY = 'dragoman.listener';
 const MODE_KEY = 'dragoman.mode';
+const ORIG_KEY = 'dragoman.origMix'; // the listener's original-audio level, 0..100 (0: off)
+const ORIG_IN_MS = 300; // an interpreter comes on air: the original comes in under them
+const ORIG_OUT_MS = 1000; // off air: the channel's floor comes back over 1 s, ours goes
+
 const MODES = ['listen', 'watch'];
 const HEADER_BYTES = 16;
 const KIND_OPUS = 1;
@@ -41,6 +53,7 @@ const ui = {
   netAge: $('net-age'), chState: $('ch-state'),
   main: $('main'), heading: $('heading'), modes: $('modes'), video: $('video'), fullscreen: $('fullscreen'),
   wTrack: $('w-track'), wDelay: $('w-delay'), uiLang: $('ui-lang'),
+  origRow: $('orig-row'), origLevel: $('orig-level'), origText: $('orig-level-text'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -48,12 +61,14 @@ const stats = {
   packets: 0, decoded: 0, underruns: 0, discontinuities: 0, seqGaps: 0, bufferMs: 0,
   targetMs: 0, droppedMs: 0, outputLatencyMs: 0, delayMs: 0, networkAgeMs: null,
   level: { peak: 0, rms: 0 }, state: 'idle', channelState: null,
+  orig: { mix: 0, gain: 0, open: false, packets: 0, decoded: 0, reconnects: 0, bufferMs: 0, skewMs: 0, droppedMs: 0, heldMs: 0 },
 };
 window.dragoman = { ctx: null, node: null, stats };
 
 let rooms = []; // from /api/v1/rooms
 let sel = { room: null, lang: null };
 let session = null; // the live connection, or null when stopped
+let origFeed = null; // the second connection, to `orig`, while the listener mixes it in
 let mode = 'listen';
 const watch = new Watch(ui.video, {
   status: (key, vars, kind) => setStatus(key, vars, kind),
@@ -144,6 +159,8 @@ function renderLangs() {
     return b;
   }));
   ui.play.disabled = !findChannel(room, sel.lang);
+  ui.origRow.hidden = !findChannel(room, sel.lang) || sel.lang === 'orig' || !findChannel(room, 'orig');
+  updateMediaSession();
 }
 
 // Watch mode's sound track: the playlist's NAME is the server's (English for
@@ -157,9 +174,10 @@ function renderTrack() {
 
 // ---- interface language -------------------------------------------------------
 
+// ?ui=xx in the link wins until the listener picks a language in the picker.
+let linkUi = match(new URLSearchParams(location.search).get('ui'));
 function wantedUiLang() {
-  const q = match(new URLSearchParams(location.search).get('ui'));
-  return q || savedLanguage() || match(sel.lang) || browserLanguage() || 'en';
+  return linkUi || savedLanguage() || match(sel.lang) || browserLanguage() || 'en';
 }
 
 async function followUiLang() {
@@ -174,6 +192,7 @@ onLanguage(() => {
   renderStatus();
   renderChannelState();
   renderMeters();
+  renderOrigMix();
   if (lastTrack !== undefined) renderTrack();
 });
 
@@ -243,11 +262,24 @@ async function ensureAudio() {
   }
   await ctx.audioWorklet.addModule('listener-worklet.js');
   const node = new AudioWorkletNode(ctx, 'dragoman-listener', { numberOfInputs: 0, outputChannelCount: [1] });
-  node.port.onmessage = (e) => onWorkletStats(e.data);
+  node.port.onmessage = (e) => (e.data.type === 'capture' ? onCapture(e.data) : onWorkletStats(e.data));
   node.connect(ctx.destination);
   d.ctx = ctx;
   d.node = node;
   if (ctx.state !== 'running') await ctx.resume();
+}
+
+// Tests: the next `ms` of the channel and of the original as the worklet lines
+// them up (before gain), to measure their lag by cross-correlation.
+let captureWaiters = [];
+window.dragoman.capture = (ms) => new Promise((resolve) => {
+  captureWaiters.push(resolve);
+  window.dragoman.node.port.postMessage({ type: 'capture', ms });
+});
+function onCapture(m) {
+  const w = captureWaiters;
+  captureWaiters = [];
+  for (const r of w) r({ main: Array.from(m.main), orig: Array.from(m.orig), rate: m.rate });
 }
 
 function onWorkletStats(s) {
@@ -260,6 +292,7 @@ function onWorkletStats(s) {
   stats.level = { peak: s.peak, rms: s.rms };
   stats.outputLatencyMs = ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
   stats.delayMs = stats.bufferMs + stats.outputLatencyMs;
+  if (s.orig) Object.assign(stats.orig, { gain: s.orig.gain, bufferMs: s.orig.bufferMs, skewMs: s.orig.skewMs, droppedMs: s.orig.droppedMs, heldMs: s.orig.heldMs });
   renderMeters();
 }
 
@@ -283,11 +316,15 @@ function renderMeters() {
 // ---- connection -------------------------------------------------------------
 
 // One Session = one room/lang choice, across reconnects. Replaced on switch.
+// orig: the listener's original-audio feed (a second Session on `orig`):
+// its audio goes to the worklet's second stream, and it stays quiet (no
+// status line; it reconnects by itself, or gives up on a refusal).
 class Session {
-  constructor(room, lang) {
+  constructor(room, lang, { orig = false } = {}) {
     const r = findRoom(room);
     this.room = room;
     this.lang = lang;
+    this.orig = orig;
     this.codec = r.codec || { name: 'opus', rate: 48000, channels: 1, frame_ms: 20 };
     this.backoff = RECONNECT_MIN_MS;
     this.closed = false;
@@ -296,6 +333,7 @@ class Session {
     this.decoder = null;
     this.lastSeq = null;
     this.ts = 0; // decoder timestamps in µs; only their order matters
+    this.ends = []; // media end time (ms) of each packet in the decoder, in order
   }
 
   open() {
@@ -305,7 +343,12 @@ class Session {
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (e) => (typeof e.data === 'string' ? this.onText(e.data) : this.onPacket(e.data));
     ws.onclose = (e) => this.onClose(e);
-    ws.onopen = () => { stats.state = 'connected'; setStatus('status.waitingAudio'); this.watch(); };
+    ws.onopen = () => {
+      this.watch();
+      if (this.orig) { stats.orig.open = true; return; }
+      stats.state = 'connected';
+      setStatus('status.waitingAudio');
+    };
     this.ws = ws;
     this.lastSeq = null;
     this.serverError = null;
@@ -331,11 +374,17 @@ class Session {
   }
 
   onText(text) {
+    if (this.orig) return; // the original's state is not the channel's
     let m;
     try { m = JSON.parse(text); } catch { return; }
     if (m.type === 'hello' || m.type === 'state') {
       if (m.codec && m.codec !== this.codec.name) console.warn('dragoman: hello codec', m.codec, 'vs rooms', this.codec.name);
-      if (m.state) { stats.channelState = m.state; renderChannelState(); }
+      if (m.state) {
+        const was = stats.channelState;
+        stats.channelState = m.state;
+        renderChannelState();
+        if (was !== m.state) postOrigGain(m.state === 'interpretation' ? ORIG_IN_MS : ORIG_OUT_MS);
+      }
     } else if (m.type === 'error') {
       // Known codes in the page's language; anything newer as the server said it.
       this.serverError = serverErrors[m.code] ? [serverErrors[m.code], { room: this.room, lang: this.lang }]
@@ -350,8 +399,17 @@ class Session {
     if (v.getUint8(0) !== KIND_OPUS) return;
     const seq = v.getUint32(4);
     const ingressUs = Number(v.getBigUint64(8));
-    stats.packets++;
     this.watch();
+    if (this.orig) {
+      stats.orig.packets++;
+      this.backoff = RECONNECT_MIN_MS;
+      const gap = this.lastSeq !== null && seq !== ((this.lastSeq + 1) >>> 0);
+      if ((gap || (v.getUint8(1) & FLAG_DISCONT)) && this.decoder) this.closeDecoder();
+      this.lastSeq = seq;
+      this.decode(new Uint8Array(buf, HEADER_BYTES), ingressUs);
+      return;
+    }
+    stats.packets++;
     if (stats.packets === 1 || stats.state !== 'playing') { stats.state = 'playing'; setStatus('status.playing', {}, 'ok'); }
     this.backoff = RECONNECT_MIN_MS; // data flows: the next drop starts the backoff afresh
 
@@ -369,11 +427,15 @@ class Session {
     const age = (Date.now() * 1000 - ingressUs) / 1000;
     stats.networkAgeMs = age > -50 && age < 10000 ? age : null;
 
-    this.decode(new Uint8Array(buf, HEADER_BYTES));
+    this.decode(new Uint8Array(buf, HEADER_BYTES), ingressUs);
   }
 
-  decode(data) {
+  // ingressUs: the packet's media time (its end on the room's clock, as wall
+  // time): the same in every channel of the room, so the worklet lines the
+  // original up with the channel by it.
+  decode(data, ingressUs) {
     if (!this.decoder) this.openDecoder();
+    this.ends.push(ingressUs / 1000);
     const frameUs = (this.codec.frame_ms || 20) * 1000;
     this.decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: this.ts, duration: frameUs, data }));
     this.ts += frameUs;
@@ -387,21 +449,29 @@ class Session {
         const pcm = new Float32Array(ad.numberOfFrames);
         ad.copyTo(pcm, { planeIndex: 0, format: 'f32-planar' });
         const rate = ad.sampleRate;
+        const end = this.ends.shift();
         ad.close();
         if (this.closed) return;
+        if (this.orig) {
+          stats.orig.decoded++;
+          node.port.postMessage({ type: 'pcm', stream: 'orig', data: pcm, rate, end }, [pcm.buffer]);
+          return;
+        }
         stats.decoded++;
-        node.port.postMessage({ type: 'pcm', data: pcm, rate }, [pcm.buffer]);
+        node.port.postMessage({ type: 'pcm', data: pcm, rate, end }, [pcm.buffer]);
       },
       error: (e) => {
         // The decoder is unusable now; the next packet opens a fresh one.
         console.warn('dragoman: decoder error', e);
         this.decoder = null;
+        this.ends = [];
       },
     });
     this.decoder.configure({ codec: 'opus', sampleRate: this.codec.rate || 48000, numberOfChannels: this.codec.channels || 1 });
   }
 
   closeDecoder() {
+    this.ends = [];
     if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
     this.decoder = null;
   }
@@ -411,6 +481,14 @@ class Session {
     clearTimeout(this.stallTimer);
     this.closeDecoder();
     if (this.closed) return;
+    if (this.orig) {
+      stats.orig.open = false;
+      if (e.code >= 4000 && e.code < 5000) { this.closed = true; return; } // refused: the channel plays on alone
+      stats.orig.reconnects++;
+      this.timer = setTimeout(() => { if (!this.closed) this.open(); }, this.backoff);
+      this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
+      return;
+    }
     // 4503: the server is full. Someone may leave: retry, slowly and at a
     // random moment, so a hall full of phones does not retry in step.
     if (e.code === 4503) {
@@ -445,6 +523,8 @@ function startWatch() {
   ui.stop.hidden = false;
   watch.prepareAudio(); // in the click's user gesture, before any await
   watch.start(room.id, room.channels, sel.lang);
+  syncOrig(); // Watch has the video's own sound: no second socket
+  updateMediaSession();
 }
 
 async function start() {
@@ -474,11 +554,72 @@ async function start() {
   window.dragoman.node.port.postMessage({ type: 'flush' });
   session = new Session(room, lang);
   session.open();
+  syncOrig();
+  updateMediaSession();
+}
+
+// ---- the listener's original-audio mix ---------------------------------------
+
+function loadOrigMix() {
+  try { const v = Number(localStorage.getItem(ORIG_KEY)); return Number.isFinite(v) ? Math.max(0, Math.min(100, v)) : 0; } catch { return 0; }
+}
+
+// Open or close the `orig` feed to match the slider and the session.
+function syncOrig() {
+  const want = session && mode === 'listen' && stats.orig.mix > 0 && session.lang !== 'orig' && findChannel(findRoom(session.room), 'orig');
+  if (want && (!origFeed || origFeed.room !== session.room)) {
+    if (origFeed) origFeed.close();
+    origFeed = new Session(session.room, 'orig', { orig: true });
+    origFeed.open();
+  } else if (!want && origFeed) {
+    origFeed.close();
+    origFeed = null;
+    stats.orig.open = false;
+    if (window.dragoman.node) window.dragoman.node.port.postMessage({ type: 'flush-orig' });
+  }
+  postOrigGain(50);
+}
+
+// Slider 0..100 -> gain, squared: the first half of the travel is the quiet
+// range where a listener wants fine steps (50 % = -12 dB).
+function postOrigGain(rampMs) {
+  const node = window.dragoman.node;
+  if (!node) return;
+  const g = stats.channelState === 'interpretation' ? (stats.orig.mix / 100) ** 2 : 0;
+  node.port.postMessage({ type: 'orig-gain', value: origFeed ? g : 0, rampMs });
+}
+
+function renderOrigMix() {
+  ui.origLevel.value = String(stats.orig.mix);
+  ui.origText.textContent = stats.orig.mix > 0 ? t('listener.percent', { v: stats.orig.mix }) : t('listener.origOff');
+  ui.origLevel.setAttribute('aria-valuetext', ui.origText.textContent);
+}
+
+// ---- Media Session: the lock screen and headset buttons --------------------------
+
+function updateMediaSession() {
+  if (!('mediaSession' in navigator)) return;
+  const room = findRoom(sel.room);
+  const ch = findChannel(room, sel.lang);
+  try {
+    navigator.mediaSession.metadata = ch && typeof MediaMetadata !== 'undefined'
+      ? new MediaMetadata({ title: channelLabel(room, ch), artist: room.title || room.id, album: t('listener.title') }) : null;
+    navigator.mediaSession.playbackState = playing() ? 'playing' : 'paused';
+  } catch (e) { console.warn('dragoman: media session', e); }
+}
+
+function mediaSessionActions() {
+  if (!('mediaSession' in navigator)) return;
+  const on = (action, fn) => { try { navigator.mediaSession.setActionHandler(action, fn); } catch { /* not supported here */ } };
+  on('play', () => { if (!playing() && findChannel(findRoom(sel.room), sel.lang)) start(); });
+  on('pause', () => { if (playing()) stop(); });
+  on('stop', () => { if (playing()) stop(); });
 }
 
 function stop() {
   if (session) session.close();
   session = null;
+  syncOrig();
   if (watch.playing) watch.stop();
   stats.state = 'idle';
   ui.play.hidden = false;
@@ -486,6 +627,7 @@ function stop() {
   if (window.dragoman.node) window.dragoman.node.port.postMessage({ type: 'flush' });
   setStatus('status.stopped');
   renderMeters();
+  updateMediaSession();
 }
 
 // ---- status -----------------------------------------------------------------
@@ -526,8 +668,15 @@ ui.fullscreen.addEventListener('click', () => {
   else if (v.webkitEnterFullscreen) v.webkitEnterFullscreen(); // iPhone: only the video can go full screen
 });
 ui.uiLang.addEventListener('change', () => {
+  linkUi = null;
   saveLanguage(ui.uiLang.value); // an explicit choice: it wins over the channel's language from now on
   setLanguage(ui.uiLang.value);
+});
+ui.origLevel.addEventListener('input', () => {
+  stats.orig.mix = Number(ui.origLevel.value);
+  try { localStorage.setItem(ORIG_KEY, String(stats.orig.mix)); } catch { /* private mode */ }
+  renderOrigMix();
+  syncOrig();
 });
 ui.play.addEventListener('click', () => start());
 ui.stop.addEventListener('click', () => stop());
@@ -539,6 +688,8 @@ document.addEventListener('visibilitychange', () => {
 });
 
 mode = loadMode();
+stats.orig.mix = loadOrigMix();
+mediaSessionActions();
 {
   // Before the room list: the language of the remembered or linked channel.
   const want = loadChoice();

@@ -338,7 +338,7 @@ test('3. handover: partner requests, takes over, hands back (H); third interpret
   return `take-over audible after ${fmt(measured.takeOverMs)} ms; Carla: "${msg}"`;
 });
 
-test('4. relay: booth ru listens to hy and hears hy\'s output (9000 Hz); retour shown unavailable', async () => {
+test('4. relay: booth ru listens to hy and hears hy\'s output (9000 Hz); retour offered only where the server has it', async () => {
   assert(s.anna && (await boothState(s.anna)).on_air, 'needs Anna on air in hy');
   const d = await openBooth(browserB, { booth: 'ru', name: 'Dora', token: TOKENS.ru, who: 'dora' });
   s.dora = d;
@@ -346,7 +346,10 @@ test('4. relay: booth ru listens to hy and hears hy\'s output (9000 Hz); retour 
   const p = d.page;
   assert(await p.isVisible('button[data-source="hy"]') && !(await p.isVisible('button[data-source="ru"]')), 'incoming choices wrong (want floor + relay hy, not ru itself)');
   const b = p.locator('button[data-output]:not([data-output="ru"])').first();
-  assert(await b.isDisabled() && /not available/i.test(await b.getAttribute('title')), 'retour control not disabled with an explanation');
+  // Outgoing B (retour): enabled when `joined` says "retour": true, else disabled with the reason.
+  const retour = await p.evaluate(() => window.dragomanBooth.joined.retour === true);
+  if (retour) assert(!(await b.isDisabled()), 'the server offers retour but the B button is disabled');
+  else assert(await b.isDisabled() && /not available/i.test(await b.getAttribute('title')), 'retour control not disabled with an explanation');
   await p.click('button[data-source="hy"]');
   await waitFor(p, () => window.dragomanBooth.state.listen === 'hy', null, 3000, 'state listen=hy');
   assert(await p.getAttribute('button[data-source="hy"]', 'aria-checked') === 'true', 'relay button not checked');
@@ -358,7 +361,7 @@ test('4. relay: booth ru listens to hy and hears hy\'s output (9000 Hz); retour 
   assert((rt[MIC_A] || 0) / ret.length >= 0.7, `ru's return: hy's 9000 Hz dominant in only ${rt[MIC_A] || 0}/${ret.length}; tally ${JSON.stringify(rt)}; ${await returnDiag(p)}`);
   assert(!rt[MIC_B], `ru's return carries Dora's own voice (9500 Hz): ${JSON.stringify(rt)}`);
   await closeBooth('dora');
-  return `ru return while relaying hy: ${JSON.stringify(rt)}`;
+  return `ru return while relaying hy: ${JSON.stringify(rt)}; retour ${retour ? 'offered' : 'not offered'} by the server`;
 });
 
 test('5. wrong token: clear error on the sign-in form, nothing kept', async () => {

@@ -9,7 +9,8 @@
 //     (window.dragomanI18n.missing), <html lang> set, and no English text of
 //     the page's own strings left on screen (visible text, aria-label, title,
 //     placeholder): what catches a string hard-coded in JS or HTML.
-//     Listener (phone-sized, playing a channel) in en hy az ru tr, booth
+//     Listener (phone-sized, playing a channel, the original-audio slider
+//     at 30 %) in en hy az ru tr, booth
 //     (signed in to workshop/hy) in en hy az ru tr, control in en ru.
 //  3. The listener's language follows the channel (hy link -> Armenian page,
 //     picking Türkçe the channel -> Turkish page) unless the listener picked
@@ -134,14 +135,19 @@ async function check(page, kind, lang, shotName) {
 test('listener page in en hy az ru tr (phone, playing): no missing key, no English left', async () => {
   const notes = [];
   for (const lang of LANGS) {
-    // hy through the browser's language, the others through the ?ui= link.
-    const ctx = await browser.newContext({ ...PHONE, locale: lang === 'hy' ? 'hy-AM' : 'en-US' });
+    // Three ways in: hy follows the Armenian channel of the link, ru the
+    // browser's language (on the original channel), the others a ?ui= link.
+    const how = { hy: '?room=main&lang=hy', ru: '?room=main&lang=orig' }[lang] || `?room=main&lang=${lang}&ui=${lang}`;
+    const ctx = await browser.newContext({ ...PHONE, locale: lang === 'ru' ? 'ru-RU' : 'en-US' });
     const page = await ctx.newPage();
     page.on('pageerror', (e) => log.push(`[listener ${lang}] ${e.message}`));
-    await page.goto(`${server.url}/?room=main&lang=orig${lang === 'hy' ? '' : `&ui=${lang}`}`);
+    await page.goto(`${server.url}/${how}`);
     await page.waitForFunction(() => !document.querySelector('#play').disabled, null, { timeout: 10000 });
     await page.click('#play');
     await page.waitForFunction(() => window.dragoman.stats.state === 'playing', null, { timeout: 10000 });
+    if (lang !== 'ru') { // the listener's own mix, at 30 %
+      await page.$eval('#orig-level', (el) => { el.value = '30'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+    }
     await sleep(500);
     await check(page, 'listener', lang, `listener-${lang}`);
     // The Watch mode's own strings too (the mode switch re-renders them).
