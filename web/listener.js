@@ -33,8 +33,10 @@ const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5000;
 // No packet for this long on an open socket: assume a dead path (phone roamed
 // to another access point, half-open TCP) and reconnect. The server sends a
-// packet every frame, silence included, so 3 s of nothing is not normal.
-const STALL_MS = 3000;
+// packet every frame (20 ms), silence included, and its own slow-listener limit
+// resyncs at 400 ms: 1.5 s of nothing is a dead path, and the 2 s for
+// recovering from a network change leaves no room for more.
+const STALL_MS = 1500;
 const STORE_KEY = 'dragoman.listener';
 const MODE_KEY = 'dragoman.mode';
 const ORIG_KEY = 'dragoman.origMix'; // the listener's original-audio level, 0..100 (0: off)
@@ -365,6 +367,18 @@ class Session {
     }, STALL_MS);
   }
 
+  // The phone changed networks (online, or a new connection type): the old
+  // socket is bound to the old path. Reconnect now, without waiting for the
+  // stall watchdog or a backoff.
+  renew() {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    clearTimeout(this.stallTimer);
+    if (this.ws) { this.ws.onclose = null; this.ws.close(1000); this.ws = null; }
+    this.backoff = RECONNECT_MIN_MS;
+    this.open();
+  }
+
   close() {
     this.closed = true;
     clearTimeout(this.timer);
@@ -680,6 +694,13 @@ ui.origLevel.addEventListener('input', () => {
 });
 ui.play.addEventListener('click', () => start());
 ui.stop.addEventListener('click', () => stop());
+// A network change (Wi-Fi <-> mobile): reconnect at once on the new path.
+function renewSockets() {
+  if (session) session.renew();
+  if (origFeed) origFeed.renew();
+}
+window.addEventListener('online', renewSockets);
+if (navigator.connection && navigator.connection.addEventListener) navigator.connection.addEventListener('change', renewSockets);
 // Phones suspend audio when the page is hidden; resume when it comes back.
 document.addEventListener('visibilitychange', () => {
   const ctx = window.dragoman.ctx;

@@ -204,6 +204,29 @@ test('reconnects by itself after a server restart', async () => {
   return 'playing again after restart';
 });
 
+test('a network change (offline, then online): playing again at once, not after a stall', async () => {
+  const page = await openAndPlay('hy');
+  // Chromium's offline emulation does not cut an open WebSocket, as a real
+  // change of network does: what is checked is that the page opens a new one
+  // on the new path at once (`online`), and plays from it
+  const opened = [];
+  page.on('websocket', (ws) => { if (ws.url().includes('/ws/listen')) opened.push(Date.now()); });
+  await page.context().setOffline(true);
+  await sleep(1000);
+  const before = (await getStats(page)).decoded;
+  const t0 = Date.now();
+  await page.context().setOffline(false); // fires `online`: the page renews its socket
+  // loose bound (a functional check, not a figure): the stall watchdog alone (1.5 s)
+  // plus a backoff could take longer; the measured time is printed
+  await waitFor(page, (n) => window.dragoman.stats.state === 'playing' && window.dragoman.stats.decoded > n + 25, before, 5000, 'playing again after the network came back');
+  const took = Date.now() - t0;
+  const renewed = opened.filter((t) => t >= t0);
+  assert(renewed.length >= 1, `no new /ws/listen socket after the network came back (opened at ${opened.map((t) => t - t0)} ms)`);
+  measured.networkChangeMs = took;
+  await page.close();
+  return `new socket ${renewed[0] - t0} ms after the network came back; playing (25 packets decoded) after ${took} ms`;
+});
+
 let code = 1;
 try {
   server = await startServer();
