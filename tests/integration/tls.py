@@ -133,7 +133,13 @@ def main():
         # plain http:// on the TLS port -> redirect
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(f"GET /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        head = s.recv(4096).decode(errors="replace")
+        raw = b""
+        while b"\r\n\r\n" not in raw:  # the headers may come in more than one read
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            raw += chunk
+        head = raw.decode(errors="replace")
         s.close()
         first = head.splitlines()[0] if head else ""
         loc = next((ln.split(":", 1)[1].strip() for ln in head.splitlines() if ln.lower().startswith("location:")), "")
