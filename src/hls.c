@@ -246,13 +246,7 @@ on_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   if (!buf || !GST_BUFFER_PTS_IS_VALID (buf))
     return GST_PAD_PROBE_OK;
-  /* running time, not PTS: x264enc, for one, starts its segment at 1000 hours */
-  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
-  const GstSegment *seg = NULL;
-  if (!ev)
-    return GST_PAD_PROBE_OK;
-  gst_event_parse_segment (ev, &seg);
-  GstClockTime rt = gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+  GstClockTime rt = dragoman_pad_running_time (pad, buf);
   if (!GST_CLOCK_TIME_IS_VALID (rt))
     return GST_PAD_PROBE_DROP;
   gboolean key = !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);

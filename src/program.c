@@ -43,6 +43,17 @@ add (GstElement *pipeline, const char *factory, const char *name)
   return e;
 }
 
+GstClockTime
+dragoman_pad_running_time (GstPad *pad, GstBuffer *buf)
+{
+  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
+  const GstSegment *seg = NULL;
+  if (!ev || !GST_BUFFER_PTS_IS_VALID (buf))
+    return GST_CLOCK_TIME_NONE;
+  gst_event_parse_segment (ev, &seg);
+  return gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+}
+
 static GstPadProbeReturn
 keyframe_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
@@ -50,13 +61,7 @@ keyframe_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   if (!buf || !GST_BUFFER_PTS_IS_VALID (buf))
     return GST_PAD_PROBE_OK;
-  /* running time, not PTS: x264enc, for one, starts its segment at 1000 hours */
-  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
-  const GstSegment *seg = NULL;
-  if (!ev)
-    return GST_PAD_PROBE_OK;
-  gst_event_parse_segment (ev, &seg);
-  GstClockTime rt = gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+  GstClockTime rt = dragoman_pad_running_time (pad, buf);
   if (!GST_CLOCK_TIME_IS_VALID (rt))
     return GST_PAD_PROBE_DROP;
   gboolean key = !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
@@ -81,15 +86,9 @@ static GstPadProbeReturn
 drop_before_start (GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
-  g_autoptr (GstEvent) ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
-  const GstSegment *seg = NULL;
-  if (!buf || !ev)
+  if (!buf)
     return GST_PAD_PROBE_OK;
-  gst_event_parse_segment (ev, &seg);
-  if (!GST_BUFFER_PTS_IS_VALID (buf) ||
-      !GST_CLOCK_TIME_IS_VALID (gst_segment_to_running_time (seg, GST_FORMAT_TIME, GST_BUFFER_PTS (buf))))
-    return GST_PAD_PROBE_DROP;
-  return GST_PAD_PROBE_OK;
+  return GST_CLOCK_TIME_IS_VALID (dragoman_pad_running_time (pad, buf)) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
 }
 
 /* A bridge holds at most this much: the program (AAC encoders, the slate's x264,

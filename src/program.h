@@ -52,3 +52,7 @@ void dragoman_program_set_stage_live (DragomanProgram *program, gboolean live);
 /* the tees: request a src pad for a branch (transfer none) */
 GstElement *dragoman_program_get_video_tee (DragomanProgram *program);
 GstElement *dragoman_program_get_audio_tee (DragomanProgram *program, const char *lang);
+/* a buffer's running time by the pad's sticky segment (not its PTS: x264enc, for
+ * one, starts its segment at 1000 hours); GST_CLOCK_TIME_NONE without a segment
+ * or before its start. For the program's and HLS's probes. */
+GstClockTime dragoman_pad_running_time (GstPad *pad, GstBuffer *buf);
