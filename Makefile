@@ -27,7 +27,8 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 openssl \
            gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
            gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice gstreamer1.0-x \
            libwebsockets-dev libwebsockets-evlib-glib libjson-glib-dev libopus-dev \
-           espeak-ng ffmpeg chromium icecast2 nginx-light libnginx-mod-rtmp clang libclang-rt-dev
+           espeak-ng ffmpeg chromium icecast2 nginx-light libnginx-mod-rtmp libnginx-mod-nchan redis-server \
+           clang libclang-rt-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps demo test check integration browser bench bench-smoke clean format media certs
@@ -92,6 +93,7 @@ integration: all
 	python3 tests/integration/reload.py
 	python3 tests/integration/hostile.py
 	python3 tests/integration/edge.py
+	python3 tests/integration/nchan.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

@@ -240,6 +240,29 @@ parse_restream (Parser *p, DragomanConfig *c, const char *group, const char *nam
   return get_bool (p, group, "autostart", FALSE, &rs->autostart);
 }
 
+static const char *const publish_keys[] = { "url", "token", "tls-insecure", NULL };
+
+static gboolean
+parse_publish (Parser *p, DragomanConfig *c, const char *group, const char *name)
+{
+  if (!g_str_equal (name, "nchan"))
+    return fail (p, group, NULL, "unknown publisher '%s' (the one there is: [publish nchan])", name);
+  if (!check_keys (p, group, publish_keys))
+    return FALSE;
+  DragomanPublishConfig *pub = c->publish = g_new0 (DragomanPublishConfig, 1);
+  pub->url = get_string (p, group, "url", NULL);
+  const char *u = pub->url;
+  if (!u || !(g_str_has_prefix (u, "ws://") || g_str_has_prefix (u, "wss://")) || strchr (u, '?') ||
+      strchr (u, '#') || strchr (u, ' '))
+    return fail (p, group, "url", "must be ws:// or wss://HOST[:PORT]/PATH (dragoman adds ?room=R&lang=L)");
+  pub->token = get_string (p, group, "token", NULL);
+  if (pub->token && !*pub->token)
+    g_clear_pointer (&pub->token, g_free);
+  if (pub->token && strpbrk (pub->token, "\r\n"))
+    return fail (p, group, "token", "must be one line");
+  return get_bool (p, group, "tls-insecure", FALSE, &pub->tls_insecure);
+}
+
 static void
 booth_free (gpointer data)
 {
@@ -517,6 +540,9 @@ parse (Parser *p, const char *const *overrides)
     } else if (g_str_has_prefix (grp, "restream ")) {
       if (!parse_restream (p, c, grp, grp + 9))
         return NULL;
+    } else if (g_str_has_prefix (grp, "publish ")) {
+      if (!parse_publish (p, c, grp, grp + 8))
+        return NULL;
     } else if (g_str_has_prefix (grp, "stage ")) {
       if (!dragoman_config_find_room (c, grp + 6)) {
         fail (p, grp, NULL, "no [room %s] for this stage", grp + 6);
@@ -630,6 +656,11 @@ dragoman_config_free (DragomanConfig *c)
   g_strfreev (c->ice_addresses);
   g_clear_pointer (&c->rooms, g_ptr_array_unref);
   g_clear_pointer (&c->restreams, g_ptr_array_unref);
+  if (c->publish) {
+    g_free (c->publish->url);
+    g_free (c->publish->token);
+    g_free (c->publish);
+  }
   g_free (c);
 }
 

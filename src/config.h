@@ -43,6 +43,14 @@ typedef struct {
   gboolean autostart;
 } DragomanRestreamConfig;
 
+/* [publish nchan]: every channel's /ws/listen stream into an nginx+Nchan edge tier
+ * (docs/deploy.md), one WebSocket per room/language */
+typedef struct {
+  char *url;    /* ws:// or wss://HOST[:PORT]/PATH of the Nchan publisher location */
+  char *token;  /* NULL or sent as "Authorization: Bearer …": never logged */
+  gboolean tls_insecure; /* wss: accept a self-signed certificate (a LAN edge) */
+} DragomanPublishConfig;
+
 typedef struct {
   char *id;
   char *title;
@@ -81,6 +89,7 @@ typedef struct {
   char **ice_addresses; /* local addresses ICE may use; empty: all */
   GPtrArray *rooms; /* DragomanRoomConfig* */
   GPtrArray *restreams; /* DragomanRestreamConfig* */
+  DragomanPublishConfig *publish; /* NULL: no [publish nchan] */
 } DragomanConfig;
 
 const DragomanLanguage *dragoman_language_lookup (const char *code);

@@ -1,4 +1,5 @@
 #include "control.h"
+#include "publisher.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,7 @@ GST_DEBUG_CATEGORY_STATIC (control_debug);
 #define LEFT_HOLD_S 60
 #define SLOW_DOWN_HOLD_S 30
 #define RESTREAM_GRACE_S 10 /* an RTMP handshake takes < 1 s; 10 s of "connecting" is down */
+#define PUBLISH_GRACE_S 2  /* an Nchan link connects in ms; a reload costs ~0.1 s */
 
 typedef struct {
   char *id, *kind, *room, *lang, *message;
@@ -262,6 +264,17 @@ evaluate_alerts (DragomanControl *c)
     Alert *a = c->alerts->pdata[i];
     if (a->expires_us && a->expires_us < now)
       g_ptr_array_remove_index (c->alerts, i);
+  }
+  /* the Nchan edge: a link connects in milliseconds, so 2 s down is an outage
+   * (an nginx reload costs ~0.1 s) */
+  for (guint i = 0; i < dragoman_publisher_n_links (c->server->publisher); i++) {
+    DragomanPublishLinkStats ps;
+    dragoman_publisher_get_link_stats (c->server->publisher, i, &ps);
+    if (!ps.connected && now - ps.down_since_us > PUBLISH_GRACE_S * G_USEC_PER_SEC)
+      raise_alert (c, "publish-down", ps.room, ps.lang, 0, "edge publishing of %s/%s is down: %s", ps.room, ps.lang,
+                   ps.error ? ps.error : "?");
+    else
+      clear_alert (c, "publish-down", ps.room, ps.lang);
   }
   for (guint r = 0; r < c->server->rooms->len; r++) {
     DragomanRoom *room = c->server->rooms->pdata[r];

@@ -11,6 +11,7 @@
 #include "http.h"
 
 #include "metrics.h"
+#include "publisher.h"
 #include "ws_booth.h"
 #include "ws_control.h"
 #include "ws_listen.h"
@@ -235,6 +236,8 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 static const struct lws_protocols protocols[] = {
   { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 0 },
   { "dragoman-http", callback_http, sizeof (HttpSession), 0, 0, NULL, 0 },
+  /* client connections to an Nchan edge (publisher.c): each wsi's user data is its link */
+  { DRAGOMAN_PUBLISHER_PROTOCOL, dragoman_publisher_callback, 0, 512, 0, NULL, 0 },
   { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -335,6 +338,9 @@ dragoman_http_start (DragomanServer *server, GError **error)
     if (server->config->redirect_http)
       info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT | LWS_SERVER_OPTION_REDIRECT_HTTP_TO_HTTPS;
   }
+  /* a wss:// publisher needs OpenSSL set up even when we serve plain HTTP */
+  if (server->config->publish && g_str_has_prefix (server->config->publish->url, "wss://"))
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   server->lws = lws_create_context (&info);
   if (!server->lws) {
     g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot listen on %s:%d (%s; see the lines above)",

@@ -4,6 +4,7 @@
  * wake-ups wired) → pipelines playing. Shutdown on SIGINT/SIGTERM in reverse. */
 #include "control.h"
 #include "http.h"
+#include "publisher.h"
 #include "server.h"
 
 #include <glib-unix.h>
@@ -140,6 +141,7 @@ main (int argc, char **argv)
       goto out;
     }
   }
+  server.publisher = dragoman_publisher_new (&server);
   print_urls (&server);
   for (guint i = 0; !server.config->tls_cert && i < server.config->rooms->len; i++) {
     const DragomanRoomConfig *rc = server.config->rooms->pdata[i];
@@ -162,6 +164,7 @@ out:
   /* pipelines first, so no streaming thread wakes a destroyed socket context;
    * sessions closed after that must not touch the rooms */
   server.stopping = TRUE;
+  g_clear_pointer (&server.publisher, dragoman_publisher_free);
   g_ptr_array_set_size (server.rooms, 0);
   dragoman_http_stop (&server);
   dragoman_control_free (server.control);

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "publisher.h"
 
 #include "control.h"
 
@@ -71,6 +72,35 @@ append_output_metrics (DragomanServer *server, GString *s)
                                 dragoman_room_get_config (room)->id, dragoman_output_get_name (o),
                                 dragoman_output_get_kind (o), f == 5 ? 1 : 0, v);
       }
+    }
+  }
+}
+
+/* [publish nchan]: one link per room/language */
+static void
+append_publish_metrics (DragomanServer *server, GString *s)
+{
+  static const struct {
+    const char *name, *type, *help;
+  } fams[] = {
+    { "dragoman_publish_connected", "gauge", "1 while the channel's WebSocket to the Nchan edge is up" },
+    { "dragoman_publish_messages_total", "counter", "Messages (packets and state) sent to the edge" },
+    { "dragoman_publish_bytes_total", "counter", "Bytes of those messages" },
+    { "dragoman_publish_connects_total", "counter", "Handshakes that succeeded" },
+    { "dragoman_publish_failures_total", "counter", "Connections refused or lost (each retried with backoff)" },
+  };
+  guint n = dragoman_publisher_n_links (server->publisher);
+  if (n == 0)
+    return;
+  for (guint f = 0; f < G_N_ELEMENTS (fams); f++) {
+    g_string_append_printf (s, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+                            fams[f].type);
+    for (guint i = 0; i < n; i++) {
+      DragomanPublishLinkStats st;
+      dragoman_publisher_get_link_stats (server->publisher, i, &st);
+      guint64 v = f == 0 ? (guint64) st.connected : f == 1 ? st.frames : f == 2 ? st.bytes : f == 3 ? st.connects : st.failures;
+      g_string_append_printf (s, "%s{room=\"%s\",lang=\"%s\"} %" G_GUINT64_FORMAT "\n", fams[f].name, st.room, st.lang,
+                              v);
     }
   }
 }
@@ -156,6 +186,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
                                 id, lang, l->peak_db, id, lang, l->rms_db);
     }
   }
+  append_publish_metrics (server, s);
   if (server->control)
     dragoman_control_append_metrics (server->control, s);
   return g_string_free (s, FALSE);

@@ -11,6 +11,7 @@
 
 struct lws_context;
 typedef struct _DragomanControl DragomanControl;
+typedef struct _DragomanPublisher DragomanPublisher;
 
 typedef struct {
   guint64 refused_full;     /* listeners refused at max-listeners */
@@ -27,6 +28,7 @@ typedef struct {
   guint listeners;   /* WebSocket listeners, all rooms */
   DragomanAuthLimiter *auth;
   DragomanControl *control;
+  DragomanPublisher *publisher; /* NULL: no [publish nchan] */
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;

@@ -4,7 +4,8 @@
  * hand-written RFC 6455 client, no libwebsockets, so a bug shared by the
  * server's WebSocket stack and ours cannot hide itself.  It reads one
  * channel for N seconds and checks:
- *   - the hello text message (room/lang from the URL, opus 48000/1/20 ms);
+ *   - the hello text message (room/lang from the URL, opus 48000/1/20 ms;
+ *     --no-hello: an Nchan edge sends none);
  *   - every binary message: kind 1, reserved 0, sequence +1 (a gap is only
  *     legal on a packet flagged discontinuity), ingress time within ±5 s of
  *     our wall clock, Opus packet duration == frame_ms;
@@ -50,7 +51,7 @@ typedef struct {
   /* options */
   char *host, *port, *path, *room, *lang;
   int seconds, frame_ms, expect_close; /* expect_close: -1 off, 0 any */
-  gboolean json, send_binary, levels;
+  gboolean json, send_binary, levels, no_hello;
   /* connection */
   int fd;
   GByteArray *in;  /* bytes received, not yet parsed into frames */
@@ -327,7 +328,7 @@ on_text (Probe *p, const char *txt, gsize len)
   }
   o = json_node_get_object (json_parser_get_root (parser));
   const char *type = jstr (o, "type");
-  if (!p->hello) {
+  if (!p->hello && !p->no_hello) {
     if (g_strcmp0 (type, "hello") == 0) {
       p->hello = json_node_copy (json_parser_get_root (parser));
       if (g_strcmp0 (jstr (o, "room"), p->room) || g_strcmp0 (jstr (o, "lang"), p->lang) ||
@@ -365,7 +366,7 @@ static void
 on_binary (Probe *p, const guint8 *b, gsize len)
 {
   gint64 now = g_get_real_time (), mono = g_get_monotonic_time ();
-  if (!p->hello)
+  if (!p->hello && !p->no_hello)
     fail (p, "binary message before hello");
   if (len < 17) {
     fail (p, "binary message of %" G_GSIZE_FORMAT " bytes: header is 16 + packet", len);
@@ -536,7 +537,7 @@ run (Probe *p)
     fail (p, "expected the server to close, it did not");
   else if (p->expect_close > 0 && p->close_code != p->expect_close)
     fail (p, "close code %d, expected %d", p->close_code, p->expect_close);
-  if (p->expect_close < 0 && !p->hello)
+  if (p->expect_close < 0 && !p->hello && !p->no_hello)
     fail (p, "no hello received");
   else if (p->expect_close < 0 && p->packets == 0)
     fail (p, "no audio packets");
@@ -713,6 +714,8 @@ main (int argc, char **argv)
       {"expect-close", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK, on_expect_close,
        "Negative test: the server must close (with CODE if given)", "CODE"},
       {"levels", 0, 0, G_OPTION_ARG_NONE, &p.levels, "With --json: each ident's level (dBFS) per 100 ms window", NULL},
+      {"no-hello", 0, 0, G_OPTION_ARG_NONE, &p.no_hello, "Expect no hello (an Nchan edge, configs/nginx-nchan.conf)",
+       NULL},
       {"send-binary", 0, 0, G_OPTION_ARG_NONE, &p.send_binary,
        "Send a binary message after hello (server must close 1003)", NULL},
       {NULL}};

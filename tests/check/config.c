@@ -497,6 +497,26 @@ GST_START_TEST (test_output_errors)
 
 GST_END_TEST;
 
+/* [publish nchan]: the edge publisher */
+GST_START_TEST (test_publish)
+{
+  g_autoptr (DragomanConfig) none = load_ok (BASE, NULL);
+  fail_unless (none->publish == NULL);
+  g_autoptr (DragomanConfig) c = load_ok (BASE "[publish nchan]\nurl = wss://edge.example.org/pubws\ntoken = s3cret\n", NULL);
+  fail_unless (c->publish != NULL);
+  fail_unless_equals_string (c->publish->url, "wss://edge.example.org/pubws");
+  fail_unless_equals_string (c->publish->token, "s3cret");
+  fail_unless (!c->publish->tls_insecure);
+  g_free (load_fail (BASE "[publish redis]\nurl = ws://h/pubws\n", NULL, "[publish redis]", "nchan", NULL));
+  g_free (load_fail (BASE "[publish nchan]\n", NULL, "url", NULL));
+  g_free (load_fail (BASE "[publish nchan]\nurl = http://h/pub\n", NULL, "url", "ws://", NULL));
+  /* dragoman adds ?room=R&lang=L itself */
+  g_free (load_fail (BASE "[publish nchan]\nurl = ws://h/pubws?room=x\n", NULL, "url", NULL));
+  g_free (load_fail (BASE "[publish nchan]\nurl = ws://h/pubws\nchannel = x\n", NULL, "channel", NULL));
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_duplicate_booth)
 {
   g_autofree char *m = load_fail (BASE "[booth main/en]\nsource = mic\n", NULL, PATH, "[booth main/en]",
@@ -514,6 +534,7 @@ config_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_demo_ini);
   tcase_add_test (tc, test_record_and_restreams);
+  tcase_add_test (tc, test_publish);
   tcase_add_test (tc, test_output_errors);
   tcase_add_test (tc, test_base_loads);
   tcase_add_test (tc, test_two_rooms);
