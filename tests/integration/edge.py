@@ -8,9 +8,12 @@ path and pid file rewritten to this test's), then through the edge:
   - dragoman's playlist ETag lets a cache revalidate: 304 without a body;
   - a segment is fetched from dragoman once: 30 concurrent first requests give
     one MISS and the rest HIT (request collapsing), later requests HIT;
-  - the WebSocket listener works through the edge.
+  - the WebSocket listener works through the edge;
+  - 240 simulated HLS viewers spread over two edges for 10 s: dragoman sees about
+    one fetch per segment per edge (counted in the edges' access logs).
+Chromium's Watch mode through an edge: tests/browser/hlsedge.test.mjs.
 Exit status 0 when every check passes."""
-import json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import http.client, json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -42,20 +45,28 @@ def get(url, headers=None):
 def main():
     tmp = tempfile.mkdtemp(prefix="dragoman-edge-")
     os.chmod(tmp, 0o755)  # nginx's workers (not root) write its cache here
-    port, edge = free_port(), free_port()
+    port, edge, edge2 = free_port(), free_port(), free_port()
     log = open(os.path.join(ROOT, "build/test-artifacts/edge-server.log"), "w")
     srv = subprocess.Popen([os.path.join(ROOT, "build/dragoman"), "--set", f"server.port={port}",
                             "--set", f"server.hls-dir={tmp}/hls"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    conf = open(os.path.join(ROOT, "configs/nginx-edge.conf")).read()
-    conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{edge};")
-    conf = conf.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{port};")
-    conf = conf.replace("/var/lib/nginx/dragoman-edge", f"{tmp}/cache")
-    conf = conf.replace("worker_processes auto;", "worker_processes 1;")
-    conf = f"daemon off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/nginx-error.log warn;\n" + conf
-    conf = conf.replace("http {", f"http {{\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n", 1)
-    open(f"{tmp}/nginx.conf", "w").write(conf)
-    ngx = subprocess.Popen(["nginx", "-p", tmp, "-c", f"{tmp}/nginx.conf", "-e", f"{tmp}/nginx-error.log"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ngxs = []
+    for name, ep in (("e1", edge), ("e2", edge2)):
+        d = f"{tmp}/{name}"
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+        conf = open(os.path.join(ROOT, "configs/nginx-edge.conf")).read()
+        conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{ep};")
+        conf = conf.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{port};")
+        conf = conf.replace("/var/lib/nginx/dragoman-edge", f"{d}/cache")
+        conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+        conf = f"daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n" + conf
+        # which requests went to dragoman: $upstream_status is "-" for a cache hit
+        conf = conf.replace("access_log off;", "log_format up '$uri $upstream_cache_status $upstream_status';\n"
+                            f"  access_log {d}/access.log up;")
+        conf = conf.replace("http {", f"http {{\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n", 1)
+        open(f"{d}/nginx.conf", "w").write(conf)
+        ngxs.append(subprocess.Popen(["nginx", "-p", d, "-c", f"{d}/nginx.conf", "-e", f"{d}/nginx-error.log"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     base = f"http://127.0.0.1:{edge}"
     try:
         t0 = time.time()
@@ -128,12 +139,66 @@ def main():
         p = json.loads(out or "{}")
         check(p.get("packets", 0) >= 120 and p.get("gaps") == 0, "the WebSocket listener through the edge",
               f"{p.get('packets')} packets, gaps {p.get('gaps')}")
+
+        # a few hundred HLS viewers over two edges: dragoman sees about one fetch per
+        # segment per edge, however many viewers ask
+        clients, seconds = 240, 10
+        counts = {"playlist": 0, "segment": 0, "errors": 0}
+        stop_at = time.time() + seconds
+
+        def viewer(i):
+            ep = edge if i % 2 else edge2
+            pl = "video.m3u8" if i % 3 == 0 else f"audio-{['orig', 'en', 'hy', 'az', 'ru', 'tr'][i % 6]}.m3u8"
+            conn, seen, n = http.client.HTTPConnection("127.0.0.1", ep, timeout=10), set(), {"p": 0, "s": 0, "e": 0}
+            time.sleep(i * 0.01)  # viewers arrive over 2.4 s, not in one instant
+            while time.time() < stop_at:
+                try:
+                    conn.request("GET", f"/hls/main/{pl}")
+                    r = conn.getresponse()
+                    body = r.read().decode()
+                    n["p"] += 1
+                    segs = [ln for ln in body.splitlines() if ln.startswith("/hls-seg/")]
+                    for seg in (segs[-1:] if not seen else [x for x in segs if x not in seen]):
+                        conn.request("GET", seg)
+                        r2 = conn.getresponse()
+                        r2.read()
+                        n["s" if r2.status == 200 else "e"] += 1
+                    seen.update(segs)
+                except (OSError, http.client.HTTPException):
+                    n["e"] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", ep, timeout=10)
+                time.sleep(1.0)  # a player re-reads a live playlist about once per target duration
+            with lock:
+                counts["playlist"] += n["p"]
+                counts["segment"] += n["s"]
+                counts["errors"] += n["e"]
+
+        threads = [threading.Thread(target=viewer, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ratios = []
+        for name in ("e1", "e2"):
+            lines = [ln.split() for ln in open(f"{tmp}/{name}/access.log") if ln.startswith("/hls-seg/")]
+            distinct = {ln[0] for ln in lines}
+            fetched = [ln[0] for ln in lines if len(ln) > 2 and ln[2] != "-"]
+            ratios.append((name, len(lines), len(distinct), len(fetched)))
+        worst = max(f / max(d, 1) for _, _, d, f in ratios)
+        check(counts["segment"] >= clients and counts["errors"] == 0 and all(d > 0 for _, _, d, _ in ratios)
+              and worst <= 1.1,
+              f"{clients} HLS viewers over two edges: about one origin fetch per segment per edge",
+              f"viewers made {counts['playlist']} playlist and {counts['segment']} segment requests, "
+              f"{counts['errors']} errors; per edge (requests, segments, fetched from dragoman): "
+              + ", ".join(f"{n} {r}/{d}/{f}" for n, r, d, f in ratios) + f"; worst ratio {worst:.2f}")
     finally:
-        ngx.terminate()
-        try:
-            ngx.wait(5)
-        except subprocess.TimeoutExpired:
-            ngx.kill()
+        for ngx in ngxs:
+            ngx.terminate()
+            try:
+                ngx.wait(5)
+            except subprocess.TimeoutExpired:
+                ngx.kill()
         srv.terminate()
         try:
             srv.wait(10)
