@@ -250,8 +250,9 @@ const handlers = {
   meters: (m) => { control.meters = m; feedMeters(m); },
   state: (m) => { control.state = m; lastStateAt = performance.now(); renderState(m); },
   alert: (m) => { if (m.alert) { upsertAlert(m.alert, true); renderAlerts(); } },
-  // A slow-down request's text is the server's English: the page has its own words.
-  chat: (m) => addFeed({ kind: m.kind === 'slow-down' ? 'slow-down' : 'chat', room: m.room, booth: m.booth, from: m.from,
+  // A slow-down request as a chat line (the highlighted one comes from its
+  // alert): its text is the server's English, the page has its own words.
+  chat: (m) => addFeed({ kind: 'chat', room: m.room, booth: m.booth, from: m.from,
     text: m.kind === 'slow-down' ? null : m.text, key: m.kind === 'slow-down' ? 'control.slowDownPlease' : null, at: m.at }),
   result: (m) => {
     const p = pending.get(m.id);
