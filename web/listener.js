@@ -26,8 +26,8 @@
 // in the background and put on the lock screen. That element path costs
 // latency: Chromium 156 plays a MediaStream through a 10 ms rebuffering FIFO,
 // its own 10 ms sink and an AudioShifter that holds 30 ms more by design;
-// measured 81-87 ms from render to speaker against 31 ms for ctx.destination
-// (+50-56 ms, tests/browser/lockscreen.test.mjs). So it is the fallback for
+// measured 81-89 ms from render to speaker against 31 ms for ctx.destination
+// (+50-58 ms in three runs, tests/browser/lockscreen.test.mjs). So it is the fallback for
 // a hidden page only (a locked phone: 50 ms more beats silence): while the
 // page is visible the worklet plays straight to ctx.destination and the
 // element plays muted (kept running, so that unmuting needs no user gesture).
@@ -311,11 +311,10 @@ function playElement() {
 // Which way the sound goes out: 'direct' (ctx.destination, the lowest
 // latency) while the page is visible, 'element' (the <audio>, unmuted) while
 // it is hidden. One of the two is audible at any time, never both.
-// window.dragoman.forceOutput ('direct' | 'element') overrides, for tests.
 function routeOutput() {
   const d = window.dragoman;
   if (!d.out || !d.node) return;
-  const want = d.forceOutput || (document.hidden ? 'element' : 'direct');
+  const want = document.hidden ? 'element' : 'direct';
   if (want === d.out.path) return;
   if (want === 'element') {
     d.out.el.muted = false;

@@ -13,7 +13,9 @@
 //     (Push) and has played (a Pull followed by SincResampler::Resample; a
 //     Pull without it played silence). More than EXTRA_LIMIT_MS: the page must
 //     use the element only while hidden (it does; see web/listener.js).
-//  2. hides the page (its window minimized): the element is unmuted and
+//  2. hides the page (its window minimized; headless Chromium keeps it
+//     visible, so then document.hidden is overridden and visibilitychange
+//     fired, which runs the page's own handler): the element is unmuted and
 //     playing, its currentTime advances, and the channel's ident tone is in
 //     its stream (an AnalyserNode on a MediaStreamSource of el.srcObject).
 //  3. the Media Session "pause" handler (as the lock screen calls it) stops
@@ -122,9 +124,15 @@ test('page hidden (window minimized): the <audio> element plays the channel', as
   try {
     await page.waitForFunction(() => document.visibilityState === 'hidden', null, { timeout: 3000 });
   } catch {
-    // Not hidden in this Chromium: say so, and take the element path by hand.
-    how = 'forced (minimizing did not hide the page)';
-    await page.evaluate(() => { window.dragoman.forceOutput = 'element'; document.dispatchEvent(new Event('visibilitychange')); });
+    // Headless Chromium keeps a minimized page visible: say so, and make the
+    // page believe it is hidden (document.hidden, visibilityState and the
+    // event), so that its own visibilitychange handler picks the element.
+    how = 'simulated: document.hidden overridden (minimizing did not hide the page in headless Chromium)';
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
   }
   await page.waitForFunction(() => window.dragoman.stats.outputPath === 'element', null, { timeout: 3000 });
   const a = await elState();
@@ -160,11 +168,16 @@ test('Media Session "pause" stops it (element paused, silence), "play" starts it
 });
 
 test('page shown again: back to the direct path, the element muted (still playing)', async () => {
-  await page.evaluate(() => { delete window.dragoman.forceOutput; });
   const { windowId } = await cdp.send('Browser.getWindowForTarget');
   await cdp.send('Browser.setWindowBounds', { windowId, bounds: { windowState: 'normal' } });
+  await page.evaluate(() => { // undo the simulation, if it was one
+    if (Object.hasOwn(document, 'hidden')) {
+      delete document.hidden;
+      delete document.visibilityState;
+      document.dispatchEvent(new Event('visibilitychange'));
+    }
+  });
   await page.waitForFunction(() => document.visibilityState === 'visible', null, { timeout: 3000 });
-  await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange'))); // harmless if it fired
   await page.waitForFunction(() => window.dragoman.stats.outputPath === 'direct', null, { timeout: 3000 });
   const st = await elState();
   assert(st.muted && !st.paused && st.vis === 'visible', `shown: ${JSON.stringify(st)}`);
