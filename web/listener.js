@@ -26,9 +26,10 @@
 // in the background and put on the lock screen. That element path costs
 // latency: Chromium 156 plays a MediaStream through a 10 ms rebuffering FIFO,
 // its own 10 ms sink and an AudioShifter that holds 30 ms more by design;
-// measured 81-89 ms from render to speaker against 31 ms for ctx.destination
-// (+50-58 ms in three runs, tests/browser/lockscreen.test.mjs). So it is the fallback for
-// a hidden page only (a locked phone: 50 ms more beats silence): while the
+// measured 81-98 ms from render to speaker against 31 ms for ctx.destination
+// (+50-67 ms in four runs at load average 28-50 on 2 cores,
+// tests/browser/lockscreen.test.mjs). So it is the fallback for
+// a hidden page only (a locked phone: 50-70 ms more beats silence): while the
 // page is visible the worklet plays straight to ctx.destination and the
 // element plays muted (kept running, so that unmuting needs no user gesture).
 // stats.outputPath says which one is audible ('direct' or 'element').
