@@ -222,7 +222,8 @@ function connect() {
     if (!creds) return;
     if (code === 'bad-message' || e.code === 4400) {
       clearDashboard();
-      showSignin(refused?.message ? 'control.err.server' : 'control.err.badMessage', { message: refused?.message });
+      // A known code in the page's words; the server's English only for an unknown one.
+      showSignin(code === 'bad-message' || !refused?.message ? 'control.err.badMessage' : 'control.err.server', { message: refused?.message });
       return;
     }
     // Anything else (server restart, network): keep the screen, mark it stale, retry.
