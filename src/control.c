@@ -1,6 +1,7 @@
 #include "control.h"
 #include "publisher.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@ GST_DEBUG_CATEGORY_STATIC (control_debug);
 
 typedef struct {
   char *id, *kind, *room, *lang, *message;
+  JsonNode *params;  /* the message's names and numbers (alert_params) */
   gint64 since;      /* wall seconds */
   gint64 expires_us; /* monotonic; 0: until cleared */
 } Alert;
@@ -46,6 +48,7 @@ alert_free (gpointer data)
   g_free (a->room);
   g_free (a->lang);
   g_free (a->message);
+  json_node_unref (a->params);
   g_free (a);
 }
 
@@ -84,6 +87,8 @@ describe_alert (JsonBuilder *j, Alert *a)
   add_str (j, "room", a->room);
   add_str (j, "lang", a->lang);
   add_str (j, "message", a->message);
+  json_builder_set_member_name (j, "params");
+  json_builder_add_value (j, json_node_copy (a->params));
   add_int (j, "since", a->since);
   json_builder_end_object (j);
 }
@@ -97,20 +102,48 @@ find_alert (DragomanControl *c, const char *id)
   return NULL;
 }
 
-/* raise (or refresh) an alert; hold_s > 0: it clears itself that long after the last raise */
-static void
-raise_alert (DragomanControl *c, const char *kind, const char *room, const char *lang, int hold_s, const char *fmt,
-             ...) G_GNUC_PRINTF (6, 7);
+/* The names and numbers in an alert's message, so that the control page says it
+ * in the crew's language (web/i18n: control.alertMsg.KIND with {name} slots) while
+ * `message` stays the English text for the log, older pages and unknown kinds.
+ * Triples ended by NULL: name, type ('s' string or NULL, 'i' gint64, 'd' double), value. */
+static JsonNode *
+alert_params (const char *name, ...)
+{
+  g_autoptr (JsonBuilder) j = json_builder_new ();
+  va_list ap;
+  va_start (ap, name);
+  json_builder_begin_object (j);
+  for (; name; name = va_arg (ap, const char *)) {
+    int type = va_arg (ap, int);
+    if (type == 'i') {
+      add_int (j, name, va_arg (ap, gint64));
+    } else if (type == 'd') {
+      json_builder_set_member_name (j, name);
+      json_builder_add_double_value (j, va_arg (ap, double));
+    } else {
+      add_str (j, name, va_arg (ap, const char *));
+    }
+  }
+  va_end (ap);
+  json_builder_end_object (j);
+  return json_builder_get_root (j);
+}
+
+/* raise (or refresh) an alert; hold_s > 0: it clears itself that long after the last
+ * raise. Takes `params` (alert_params). */
+static void raise_alert (DragomanControl *c, const char *kind, const char *room, const char *lang, int hold_s,
+                         JsonNode *params, const char *fmt, ...) G_GNUC_PRINTF (7, 8);
 
 static void
-raise_alert (DragomanControl *c, const char *kind, const char *room, const char *lang, int hold_s, const char *fmt,
-             ...)
+raise_alert (DragomanControl *c, const char *kind, const char *room, const char *lang, int hold_s, JsonNode *params,
+             const char *fmt, ...)
 {
   g_autofree char *id = g_strdup_printf ("%s:%s/%s", kind, room, lang ? lang : "");
   Alert *a = find_alert (c, id);
   gint64 expires = hold_s > 0 ? g_get_monotonic_time () + hold_s * G_USEC_PER_SEC : 0;
   if (a) {
     a->expires_us = expires;
+    json_node_unref (params);
     return;
   }
   va_list ap;
@@ -118,6 +151,7 @@ raise_alert (DragomanControl *c, const char *kind, const char *room, const char 
   a = g_new0 (Alert, 1);
   a->message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  a->params = params;
   a->id = g_steal_pointer (&id);
   a->kind = g_strdup (kind);
   a->room = g_strdup (room);
@@ -153,9 +187,11 @@ on_booth_event (DragomanBooth *booth, const char *kind, const char *who, const c
   const DragomanBoothConfig *bc = dragoman_booth_get_config (booth);
   if (g_str_equal (kind, "interpreter-left") && text)
     raise_alert (c, "interpreter-disconnected", bc->room_id, bc->lang, LEFT_HOLD_S,
-                 "%s disconnected while on air: the channel is back on the floor", who);
+                 alert_params ("who", 's', who, NULL), "%s disconnected while on air: the channel is back on the floor",
+                 who);
   else if (g_str_equal (kind, "slow-down"))
-    raise_alert (c, "slow-down", bc->room_id, bc->lang, SLOW_DOWN_HOLD_S, "%s asks the speaker to slow down", who);
+    raise_alert (c, "slow-down", bc->room_id, bc->lang, SLOW_DOWN_HOLD_S, alert_params ("who", 's', who, NULL),
+                 "%s asks the speaker to slow down", who);
   if (g_str_equal (kind, "chat") || g_str_equal (kind, "slow-down")) {
     g_autoptr (JsonBuilder) j = json_builder_new ();
     json_builder_begin_object (j);
@@ -256,6 +292,16 @@ sample_process (DragomanControl *c, guint64 *rss_kib)
   }
 }
 
+/* The stage's reason as a word for the pages (web/i18n control.stageReason.*):
+ * stage.c has three reasons, told apart by its state and loss count. */
+static const char *
+stage_reason_code (DragomanStage *stage)
+{
+  if (dragoman_stage_is_live (stage))
+    return "receiving";
+  return dragoman_stage_get_losses (stage) ? "no-data" : "waiting";
+}
+
 static void
 evaluate_alerts (DragomanControl *c)
 {
@@ -280,10 +326,12 @@ evaluate_alerts (DragomanControl *c)
     DragomanRoom *room = c->server->rooms->pdata[r];
     const DragomanRoomConfig *rc = dragoman_room_get_config (room);
     if (!dragoman_room_is_playing (room))
-      raise_alert (c, "room-down", rc->id, NULL, 3, "room %s is not playing", rc->id);
+      raise_alert (c, "room-down", rc->id, NULL, 3, alert_params ("room", 's', rc->id, NULL), "room %s is not playing",
+                   rc->id);
     DragomanStage *stage = dragoman_room_get_stage (room);
     if (!dragoman_stage_is_live (stage))
-      raise_alert (c, "stage-lost", rc->id, NULL, 0, "stage lost: %s", dragoman_stage_get_reason (stage));
+      raise_alert (c, "stage-lost", rc->id, NULL, 0, alert_params ("reason", 's', stage_reason_code (stage), NULL),
+                   "stage lost: %s", dragoman_stage_get_reason (stage));
     else
       clear_alert (c, "stage-lost", rc->id, NULL);
     GPtrArray *outputs = dragoman_room_get_outputs (room);
@@ -294,8 +342,9 @@ evaluate_alerts (DragomanControl *c)
       const char *name = dragoman_output_get_name (o);
       if (g_str_equal (dragoman_output_get_kind (o), "recording")) {
         if (os.state == DRAGOMAN_OUTPUT_FAILED)
-          raise_alert (c, "recording-failed", rc->id, NULL, 0, "recording of %s failed: %s", rc->id,
-                       os.error ? os.error : "?");
+          raise_alert (c, "recording-failed", rc->id, NULL, 0,
+                       alert_params ("room", 's', rc->id, "error", 's', os.error, NULL), "recording of %s failed: %s",
+                       rc->id, os.error ? os.error : "?");
         else
           clear_alert (c, "recording-failed", rc->id, NULL);
         continue;
@@ -307,7 +356,8 @@ evaluate_alerts (DragomanControl *c)
                        (os.state == DRAGOMAN_OUTPUT_STARTING &&
                         g_get_real_time () - os.since_us > RESTREAM_GRACE_S * G_USEC_PER_SEC));
       if (down)
-        raise_alert (c, "restream-down", rc->id, name, 0, "restream %s is down: %s", name,
+        raise_alert (c, "restream-down", rc->id, name, 0,
+                     alert_params ("name", 's', name, "error", 's', os.error, NULL), "restream %s is down: %s", name,
                      os.error ? os.error : "not connected yet");
       else
         clear_alert (c, "restream-down", rc->id, name);
@@ -319,8 +369,9 @@ evaluate_alerts (DragomanControl *c)
       g_autofree char *meter = g_strdup_printf ("channel:%s", lang);
       const DragomanLevel *l = dragoman_room_get_level (room, meter);
       if (l && l->peak_db >= CLIP_DB && now - l->at_us < 1000000)
-        raise_alert (c, "channel-clipping", rc->id, lang, CLIP_HOLD_S, "channel %s is clipping (peak %.1f dBFS)",
-                     key, l->peak_db);
+        raise_alert (c, "channel-clipping", rc->id, lang, CLIP_HOLD_S,
+                     alert_params ("channel", 's', key, "peak_db", 'd', round (l->peak_db * 10) / 10, NULL),
+                     "channel %s is clipping (peak %.1f dBFS)", key, l->peak_db);
       DragomanFanoutStats st;
       dragoman_fanout_get_stats (dragoman_channel_get_fanout (ch), &st);
       guint64 drops = st.resyncs + st.slow_disconnects;
@@ -330,6 +381,7 @@ evaluate_alerts (DragomanControl *c)
         g_hash_table_insert (c->drops_seen, g_strdup (key), seen);
       } else if (drops > *seen) {
         raise_alert (c, "listeners-dropped", rc->id, lang, DROPS_HOLD_S,
+                     alert_params ("n", 'i', (gint64) (drops - *seen), "channel", 's', key, NULL),
                      "%" G_GUINT64_FORMAT " listener drops on %s in the last second (slow networks)", drops - *seen,
                      key);
       }
@@ -342,6 +394,7 @@ evaluate_alerts (DragomanControl *c)
         g_hash_table_insert (c->drops_seen, g_strdup (stall_key), stalls);
       } else if (st.inbox_drops > *stalls) {
         raise_alert (c, "server-stalled", rc->id, lang, DROPS_HOLD_S,
+                     alert_params ("n", 'i', (gint64) (st.inbox_drops - *stalls), "channel", 's', key, NULL),
                      "%" G_GUINT64_FORMAT " packets of %s lost: the server's socket thread stalled (CPU starved?)",
                      st.inbox_drops - *stalls, key);
       }
@@ -360,8 +413,9 @@ evaluate_alerts (DragomanControl *c)
           *since = now;
           g_hash_table_insert (c->silent_since, g_strdup (key), since);
         } else if (now - *since >= SILENT_SECONDS * G_USEC_PER_SEC) {
-          raise_alert (c, "booth-silent", rc->id, lang, 0, "booth %s is on air but silent for %d s", key,
-                       (int) ((now - *since) / G_USEC_PER_SEC));
+          int s = (int) ((now - *since) / G_USEC_PER_SEC);
+          raise_alert (c, "booth-silent", rc->id, lang, 0, alert_params ("booth", 's', key, "s", 'i', (gint64) s, NULL),
+                       "booth %s is on air but silent for %d s", key, s);
         }
       } else {
         g_hash_table_remove (c->silent_since, key);
@@ -401,6 +455,7 @@ build_state (DragomanControl *c, JsonBuilder *j)
     add_str (j, "source", rc->stage);
     add_str (j, "state", !dragoman_room_is_playing (room) ? "down" : dragoman_stage_is_live (stage) ? "live" : "lost");
     add_str (j, "reason", dragoman_stage_get_reason (stage));
+    add_str (j, "reason_code", stage_reason_code (stage));
     add_int (j, "since", dragoman_stage_get_since (stage));
     add_str (j, "video", dragoman_stage_get_video_info (stage));
     add_int (j, "bitrate", (gint64) dragoman_stage_get_bitrate (stage));

@@ -18,12 +18,15 @@
 // first, in an in-page modal <dialog> (focus on "Keep it running"): a stray
 // click must not end a live stream.
 //
-// Strings: i18n.js (i18n/<code>.json), English and Russian; the crew
-// member's pick in the header, else the browser's language.
+// Strings: i18n.js (i18n/<code>.json), in every interface language; the
+// crew member's pick in the header, else the browser's language. Alerts are
+// said from their kind and params (control.alertMsg.KIND); the server's
+// English `message` only for a kind this page does not know, and the words
+// of GStreamer's errors (a restream's or a recording's) as they came.
 
-import { apply, browserLanguage, fillPicker, has, i18n, num as fmtNum, onLanguage, saveLanguage, savedLanguage, setLanguage, t } from './i18n.js';
+import { LANGS, apply, browserLanguage, fillPicker, has, i18n, num as fmtNum, onLanguage, saveLanguage, savedLanguage, setLanguage, t } from './i18n.js';
 
-const UI_LANGS = ['en', 'ru'];
+const UI_LANGS = LANGS;
 
 const STORE_KEY = 'dragoman.control';
 const RECONNECT_MIN_MS = 500;
@@ -219,7 +222,8 @@ function connect() {
     if (!creds) return;
     if (code === 'bad-message' || e.code === 4400) {
       clearDashboard();
-      showSignin(refused?.message ? 'control.err.server' : 'control.err.badMessage', { message: refused?.message });
+      // A known code in the page's words; the server's English only for an unknown one.
+      showSignin(code === 'bad-message' || !refused?.message ? 'control.err.badMessage' : 'control.err.server', { message: refused?.message });
       return;
     }
     // Anything else (server restart, network): keep the screen, mark it stale, retry.
@@ -247,7 +251,10 @@ const handlers = {
   meters: (m) => { control.meters = m; feedMeters(m); },
   state: (m) => { control.state = m; lastStateAt = performance.now(); renderState(m); },
   alert: (m) => { if (m.alert) { upsertAlert(m.alert, true); renderAlerts(); } },
-  chat: (m) => addFeed({ kind: 'chat', room: m.room, booth: m.booth, from: m.from, text: m.text, at: m.at }),
+  // A slow-down request as a chat line (the highlighted one comes from its
+  // alert): its text is the server's English, the page has its own words.
+  chat: (m) => addFeed({ kind: 'chat', room: m.room, booth: m.booth, from: m.from,
+    text: m.kind === 'slow-down' ? null : m.text, key: m.kind === 'slow-down' ? 'control.slowDownPlease' : null, at: m.at }),
   result: (m) => {
     const p = pending.get(m.id);
     pending.delete(m.id);
@@ -349,7 +356,8 @@ function renderState(st) {
     }
     view.stageState = stageState;
     view.stage.dataset.state = stageState;
-    view.stage.title = [stage.source ? t('control.stage.source', { source: stage.source }) : '', stage.reason || ''].filter(Boolean).join(': ');
+    const reason = stage.reason_code && has(`control.stageReason.${stage.reason_code}`) ? t(`control.stageReason.${stage.reason_code}`) : stage.reason;
+    view.stage.title = [stage.source ? t('control.stage.source', { source: stage.source }) : '', reason || ''].filter(Boolean).join(': ');
     const booths = list(r.booths, 'lang');
     let roomListeners = 0;
     for (const ch of list(r.channels, 'lang')) {
@@ -416,7 +424,7 @@ function buildStrip(room, ch, booth) {
     inKey: isOrig ? `${room}|floor` : `${room}|booth|${lang}`, outKey: `${room}|ch|${lang}`,
     inLabel: isOrig ? 'control.meter.floor' : 'control.meter.booth',
   };
-  q('.lang').textContent = lang;
+  q('.lang').textContent = lang.toUpperCase(); // a code, not a word: "ORIG" in every language (CSS would give Turkish "ORİG")
   q('.native').textContent = ch.native_name || ch.name || (isOrig ? t('control.floor') : '');
   s.duck.setAttribute('aria-label', t('control.duckOf', { lang }));
   s.onairLamp.textContent = t('control.lamp.offAir');
@@ -799,13 +807,52 @@ function upsertAlert(a, fresh) {
     announced.add(feedKey);
     // The request also reaches us as a booth chat line (the partner sees it
     // there); the feed shows both, the highlighted one comes from the alert.
-    addFeed({ kind: 'slow-down', room: a.room, booth: a.lang || a.booth, from: '', text: a.message || t('control.slowDownPlease'), at: ms(a.since) });
+    addFeed({ kind: 'slow-down', room: a.room, booth: a.lang || a.booth, from: a.params?.who || '', alert: a, at: ms(a.since) });
   }
   if (fresh) {
     merged.fresh = true;
     // A new alert is said at once (role=alert); stage loss has its own words, from the stage badge.
-    if ((!old || !old.active) && a.kind !== 'stage-lost') say('control.say.alert', { kind: alertName(a.kind), where: [a.room, a.lang || a.booth].filter(Boolean).join('/'), message: a.message || '' });
+    if ((!old || !old.active) && a.kind !== 'stage-lost') say('control.say.alert', { kind: alertName(a.kind), where: [a.room, a.lang || a.booth].filter(Boolean).join('/'), message: alertText(a).join('') });
   }
+}
+
+// An alert's message in the page's language, as parts: [before, error, after]
+// where `error` is the server's own words (GStreamer's, English) or ''. From
+// control.alertMsg.KIND and the alert's params; a kind (or a server) the
+// page does not know: the server's message, whole, as the "error" part.
+const ERROR_MARK = '\u0000';
+function alertText(a) {
+  const p = a.params && typeof a.params === 'object' ? a.params : null;
+  let key = `control.alertMsg.${a.kind}`;
+  if (!p || !has(key)) return ['', a.message || '', ''];
+  const vars = { ...p };
+  if (a.kind === 'stage-lost') {
+    const r = `control.stageReason.${p.reason}`;
+    vars.reason = has(r) ? t(r) : p.reason || '';
+  }
+  if (a.kind === 'restream-down' && !p.error) key = 'control.alertMsg.restream-downNotYet';
+  if (typeof p.peak_db === 'number') vars.peak = fmtNum(p.peak_db, 1);
+  if (typeof p.n === 'number') vars.n = p.n;
+  if (typeof p.s === 'number') vars.s = fmtNum(p.s);
+  if ('error' in p) vars.error = ERROR_MARK;
+  const [before, after = ''] = t(key, vars).split(ERROR_MARK);
+  return [before, 'error' in p && p.error ? String(p.error) : '', after];
+}
+
+// Fills `el` with an alert's message: the server's own words in a span of
+// their own, marked data-server-text (the i18n test skips them).
+function fillAlertText(el, a) {
+  const [before, error, after] = alertText(a);
+  const parts = [before];
+  if (error) {
+    const span = document.createElement('span');
+    span.dataset.serverText = '';
+    span.lang = 'en';
+    span.textContent = error;
+    parts.push(span);
+  }
+  parts.push(after);
+  el.replaceChildren(...parts.filter((x) => x !== ''));
 }
 
 function renderAlerts() {
@@ -833,8 +880,7 @@ function renderAlerts() {
     head.append(kind, where, when);
     const msg = document.createElement('div');
     msg.className = 'alert-msg';
-    msg.dataset.serverText = ''; // the server's words (English): not the page's strings
-    msg.textContent = a.message || '';
+    fillAlertText(msg, a);
     li.append(head, msg);
     return li;
   }));
@@ -879,8 +925,12 @@ function fillFeedItem(item) {
   head.append(where, from, when);
   const text = document.createElement('div');
   text.className = 'feed-text';
-  text.dataset.serverText = ''; // a person's words, or the server's
-  text.textContent = item.text || '';
+  if (item.alert) fillAlertText(text, item.alert);
+  else if (item.key) text.textContent = t(item.key);
+  else {
+    text.dataset.serverText = ''; // a person's words
+    text.textContent = item.text || '';
+  }
   li.replaceChildren(head, text);
 }
 
@@ -1054,6 +1104,8 @@ onLanguage(() => {
   // Rebuild what the state draws: the next state message fills it in the new language.
   shapeKey = '';
   if (control.state) renderState(control.state);
+  renderAlerts();
+  for (const item of control.chat) if (feedLi.has(item)) fillFeedItem(item);
 });
 ui.uiLang.addEventListener('change', () => {
   saveLanguage(ui.uiLang.value);

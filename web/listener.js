@@ -19,6 +19,21 @@
 // own floor does. Media Session metadata and play/pause controls for the
 // lock screen and headsets.
 //
+// Lock screen: phones suspend a bare AudioContext when the screen locks, and
+// show no controls for it. So the worklet also feeds a
+// MediaStreamAudioDestinationNode played by an <audio> element, started in
+// the Play click: a playing media element is what mobile browsers keep alive
+// in the background and put on the lock screen. That element path costs
+// latency: Chromium 156 plays a MediaStream through a 10 ms rebuffering FIFO,
+// its own 10 ms sink and an AudioShifter that holds 30 ms more by design;
+// measured 81-98 ms from render to speaker against 31 ms for ctx.destination
+// (+50-67 ms in four runs at load average 28-50 on 2 cores,
+// tests/browser/lockscreen.test.mjs). So it is the fallback for
+// a hidden page only (a locked phone: 50-70 ms more beats silence): while the
+// page is visible the worklet plays straight to ctx.destination and the
+// element plays muted (kept running, so that unmuting needs no user gesture).
+// stats.outputPath says which one is audible ('direct' or 'element').
+//
 // Interface language (i18n.js, strings in i18n/<code>.json): the listener's
 // own choice in the picker (remembered), else the chosen channel's language
 // when the page has it (someone who picks Armenian reads Armenian), else the
@@ -62,7 +77,7 @@ const ui = {
 const stats = {
   packets: 0, decoded: 0, underruns: 0, discontinuities: 0, seqGaps: 0, bufferMs: 0,
   targetMs: 0, droppedMs: 0, outputLatencyMs: 0, delayMs: 0, networkAgeMs: null,
-  level: { peak: 0, rms: 0 }, state: 'idle', channelState: null,
+  level: { peak: 0, rms: 0 }, state: 'idle', channelState: null, outputPath: null,
   orig: { mix: 0, gain: 0, open: false, packets: 0, decoded: 0, reconnects: 0, bufferMs: 0, skewMs: 0, droppedMs: 0, heldMs: 0 },
 };
 window.dragoman = { ctx: null, node: null, stats };
@@ -252,7 +267,12 @@ async function loadRooms() {
 
 async function ensureAudio() {
   const d = window.dragoman;
-  if (d.ctx) { if (d.ctx.state !== 'running') await d.ctx.resume(); return; }
+  if (d.ctx) {
+    playElement(); // in the gesture, before the await
+    routeOutput();
+    if (d.ctx.state !== 'running') await d.ctx.resume();
+    return;
+  }
   if (typeof AudioDecoder === 'undefined') {
     throw Object.assign(new Error('no WebCodecs AudioDecoder'), { i18n: 'status.noDecoder' });
   }
@@ -262,13 +282,67 @@ async function ensureAudio() {
   } catch {
     ctx = new AudioContext({ latencyHint: 'interactive' }); // the worklet resamples
   }
+  // The lock-screen element, played now: still in the click's user gesture
+  // (iOS and the autoplay rules allow play() only there).
+  const tap = ctx.createMediaStreamDestination();
+  tap.channelCount = 1;
+  const el = document.createElement('audio');
+  el.srcObject = tap.stream;
+  el.muted = !document.hidden;
+  el.addEventListener('pause', onElementPaused);
+  d.out = { el, tap, path: null, pausedByUs: false };
+  playElement();
   await ctx.audioWorklet.addModule('listener-worklet.js');
   const node = new AudioWorkletNode(ctx, 'dragoman-listener', { numberOfInputs: 0, outputChannelCount: [1] });
   node.port.onmessage = (e) => (e.data.type === 'capture' ? onCapture(e.data) : onWorkletStats(e.data));
-  node.connect(ctx.destination);
+  node.connect(tap);
   d.ctx = ctx;
   d.node = node;
+  routeOutput();
   if (ctx.state !== 'running') await ctx.resume();
+}
+
+function playElement() {
+  const out = window.dragoman.out;
+  if (!out || !out.el.paused) return;
+  out.pausedByUs = false;
+  out.el.play().catch((e) => console.warn('dragoman: the lock-screen <audio> did not start', e.name, e.message));
+}
+
+// Which way the sound goes out: 'direct' (ctx.destination, the lowest
+// latency) while the page is visible, 'element' (the <audio>, unmuted) while
+// it is hidden. One of the two is audible at any time, never both.
+function routeOutput() {
+  const d = window.dragoman;
+  if (!d.out || !d.node) return;
+  const want = document.hidden ? 'element' : 'direct';
+  if (want === d.out.path) return;
+  if (want === 'element') {
+    d.out.el.muted = false;
+    playElement();
+    try { d.node.disconnect(d.ctx.destination); } catch { /* was not connected */ }
+  } else {
+    d.node.connect(d.ctx.destination);
+    d.out.el.muted = true;
+  }
+  d.out.path = want;
+  stats.outputPath = want;
+}
+
+// The browser paused the element by itself (another app took the audio,
+// headphones unplugged, the lock-screen pause without our handler): the
+// listener no longer hears us, so stop for real.
+function onElementPaused() {
+  const out = window.dragoman.out;
+  if (out.pausedByUs || !out.el.paused || !session) return;
+  stop();
+}
+
+function pauseElement() {
+  const out = window.dragoman.out;
+  if (!out || out.el.paused) return;
+  out.pausedByUs = true;
+  out.el.pause(); // off the lock screen's "playing" too
 }
 
 // Tests: the next `ms` of the channel and of the original as the worklet lines
@@ -535,6 +609,7 @@ function startWatch() {
   renderChannelState();
   ui.play.hidden = true;
   ui.stop.hidden = false;
+  pauseElement(); // Watch plays the video's own sound
   watch.prepareAudio(); // in the click's user gesture, before any await
   watch.start(room.id, room.channels, sel.lang);
   syncOrig(); // Watch has the video's own sound: no second socket
@@ -624,7 +699,11 @@ function updateMediaSession() {
 
 function mediaSessionActions() {
   if (!('mediaSession' in navigator)) return;
-  const on = (action, fn) => { try { navigator.mediaSession.setActionHandler(action, fn); } catch { /* not supported here */ } };
+  const actions = (window.dragoman.mediaActions = {}); // tests call them as the lock screen would
+  const on = (action, fn) => {
+    actions[action] = fn;
+    try { navigator.mediaSession.setActionHandler(action, fn); } catch { /* not supported here */ }
+  };
   on('play', () => { if (!playing() && findChannel(findRoom(sel.room), sel.lang)) start(); });
   on('pause', () => { if (playing()) stop(); });
   on('stop', () => { if (playing()) stop(); });
@@ -639,6 +718,7 @@ function stop() {
   ui.play.hidden = false;
   ui.stop.hidden = true;
   if (window.dragoman.node) window.dragoman.node.port.postMessage({ type: 'flush' });
+  pauseElement();
   setStatus('status.stopped');
   renderMeters();
   updateMediaSession();
@@ -704,6 +784,7 @@ if (navigator.connection && navigator.connection.addEventListener) navigator.con
 // Phones suspend audio when the page is hidden; resume when it comes back.
 document.addEventListener('visibilitychange', () => {
   const ctx = window.dragoman.ctx;
+  if (session) routeOutput();
   if (!document.hidden && session && ctx && ctx.state !== 'running') ctx.resume();
   if (!document.hidden && watch.playing && watch.ctx && watch.ctx.state !== 'running') watch.ctx.resume();
 });

@@ -1,8 +1,8 @@
 // Interface languages (issue #10): web/i18n/<code>.json, one file per
 // language, and the pages in real Chromium in every language.
 //
-//  1. The files: valid JSON; hy, az, ru, tr have every listener/booth key of
-//     en.json (ru also every control key), no key en lacks, no empty text,
+//  1. The files: valid JSON; hy, az, ru, tr have every key of en.json (the
+//     listener's, the booth's and the control page's), no key en lacks, no empty text,
 //     the same {placeholders} as English, plural objects with "other"; and
 //     every key the pages use (data-i18n, data-i18n-attr, t('...')) exists.
 //  2. Each page in each of its languages: no missing key at run time
@@ -11,7 +11,9 @@
 //     placeholder): what catches a string hard-coded in JS or HTML.
 //     Listener (phone-sized, playing a channel, the original-audio slider
 //     at 30 %) in en hy az ru tr, booth
-//     (signed in to workshop/hy) in en hy az ru tr, control in en ru.
+//     (signed in to workshop/hy) in en hy az ru tr, control (signed in, a
+//     booth's slow-down request in its alerts and feed) in en hy az ru tr:
+//     the server's alerts said in the page's language from their params.
 //  3. The listener's language follows the channel (hy link -> Armenian page,
 //     picking Türkçe the channel -> Turkish page) unless the listener picked
 //     one in the picker, which is remembered across a reload.
@@ -26,7 +28,6 @@ import {
 } from './lib.mjs';
 
 const LANGS = ['en', 'hy', 'az', 'ru', 'tr'];
-const CONTROL_LANGS = ['en', 'ru'];
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 };
 const DESK = { viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 };
 const WEB = path.join(ROOT, 'web');
@@ -46,7 +47,6 @@ const tests = [];
 const test = (name, fn) => tests.push([name, fn]);
 
 const placeholders = (v) => [...new Set((typeof v === 'string' ? v : Object.values(v).join(' ')).match(/\{\w+\}/g) || [])].sort().join(',');
-const isControl = (k) => k.startsWith('control.');
 
 test('i18n files: complete, same placeholders, every key the pages use exists', async () => {
   const en = dicts.en;
@@ -58,10 +58,7 @@ test('i18n files: complete, same placeholders, every key the pages use exists', 
       if (typeof v === 'string' ? !v.trim() : !(v && typeof v === 'object' && v.other)) problems.push(`${lang}: ${k} empty or plural without "other"`);
       else if (k in en && placeholders(v) !== placeholders(en[k])) problems.push(`${lang}: ${k} placeholders ${placeholders(v)} vs en ${placeholders(en[k])}`);
     }
-    for (const k of Object.keys(en)) {
-      const needed = !isControl(k) || CONTROL_LANGS.includes(lang);
-      if (needed && !(k in d)) problems.push(`${lang}: missing ${k}`);
-    }
+    for (const k of Object.keys(en)) if (!(k in d)) problems.push(`${lang}: missing ${k}`);
   }
   // Keys in the code: data-i18n="k", data-i18n-attr="attr:k;attr:k", t('k'.
   const used = new Set();
@@ -232,21 +229,61 @@ test('booth sign-in page loads in the browser\'s language (ru)', async () => {
   return `"${h}"`;
 });
 
-test('control page in en ru (signed in): no missing key, no English left', async () => {
+test('control page in en hy az ru tr (signed in, an alert up): no missing key, no English left, alerts in the page\'s words', async () => {
+  // A booth's slow-down request: an alert (kept 30 s) and a line in the feed,
+  // both sent by the server with English text.
+  const bctx = await browser.newContext({ ...DESK, locale: 'en-US' });
+  const booth = await bctx.newPage();
+  booth.on('pageerror', (e) => log.push(`[control/booth] ${e.message}`));
+  await booth.goto(`${server.url}/booth?room=workshop&booth=hy`);
+  await booth.waitForFunction(() => document.querySelector('#booth').options.length > 0, null, { timeout: 10000 });
+  await booth.fill('#name', 'Anna');
+  await booth.fill('#token', 'demo-hy-booth');
+  await booth.click('#signin-button');
+  await booth.waitForFunction(() => !document.querySelector('#slow-down').disabled, null, { timeout: 10000 });
   const notes = [];
-  for (const lang of CONTROL_LANGS) {
-    const ctx = await browser.newContext({ ...DESK, locale: lang === 'ru' ? 'ru-RU' : 'en-US' });
-    const page = await ctx.newPage();
-    page.on('pageerror', (e) => log.push(`[control ${lang}] ${e.message}`));
-    await page.goto(`${server.url}/control`);
-    await page.fill('#token', 'demo-admin-token');
-    await page.fill('#name', 'i18n test');
-    await page.click('#signin-btn');
-    await page.waitForFunction(() => document.querySelectorAll('.strip').length > 0 && document.querySelector('#conn').dataset.kind === 'ok', null, { timeout: 10000 });
-    await sleep(1500);
-    await check(page, 'control', lang, `control-${lang}`);
-    notes.push(`${lang}: "${await page.textContent('.room[data-room="main"] .stage')}"`);
-    await ctx.close();
+  try {
+    for (const lang of LANGS) {
+      // ru from the browser's language, the others picked in the header's picker.
+      const ctx = await browser.newContext({ ...DESK, locale: lang === 'ru' ? 'ru-RU' : 'en-US' });
+      const page = await ctx.newPage();
+      page.on('pageerror', (e) => log.push(`[control ${lang}] ${e.message}`));
+      await page.goto(`${server.url}/control`);
+      const options = await page.$$eval('#ui-lang option', (os) => os.map((o) => o.value).join(' '));
+      assert(options === LANGS.join(' '), `control picker offers "${options}"`);
+      if (lang !== 'ru' && lang !== 'en') {
+        await page.selectOption('#ui-lang', lang);
+        await page.waitForFunction((l) => document.documentElement.lang === l, lang, { timeout: 3000 });
+      }
+      await page.fill('#token', 'demo-admin-token');
+      await page.fill('#name', 'i18n test');
+      await page.click('#signin-btn');
+      await page.waitForFunction(() => document.querySelectorAll('.strip').length > 0 && document.querySelector('#conn').dataset.kind === 'ok', null, { timeout: 10000 });
+      await booth.click('#slow-down'); // each time: a raise keeps the alert up for 30 s more
+      await page.waitForFunction(() => document.querySelector('#alerts li[data-kind="slow-down"][data-active="true"]'), null, { timeout: 5000 });
+      await sleep(1500);
+      await check(page, 'control', lang, `control-${lang}`);
+      // The alert and the feed line in this language, Anna's name in it, nothing marked as the server's words.
+      const seen = await page.evaluate(() => {
+        const li = document.querySelector('#alerts li[data-kind="slow-down"][data-active="true"]');
+        const feed = [...document.querySelectorAll('#chat li[data-kind="slow-down"] .feed-text')];
+        return { kind: li.querySelector('.alert-kind').textContent, msg: li.querySelector('.alert-msg').textContent,
+          server: li.querySelectorAll('[data-server-text]').length, feed: feed.map((f) => f.textContent),
+          feedServer: feed.filter((f) => f.matches('[data-server-text]') || f.querySelector('[data-server-text]')).length };
+      });
+      const want = dicts[lang]['control.alertMsg.slow-down'].replace('{who}', 'Anna');
+      assert(seen.msg === want, `${lang}: slow-down alert says "${seen.msg}", want "${want}"`);
+      assert(seen.kind === dicts[lang]['control.alert.slow-down'], `${lang}: alert kind "${seen.kind}"`);
+      assert(seen.server === 0 && seen.feedServer === 0, `${lang}: server text in the alert or feed: ${JSON.stringify(seen)}`);
+      assert(seen.feed.length >= 1 && seen.feed.every((f) => f === want || f === dicts[lang]['control.slowDownPlease']),
+        `${lang}: feed lines ${JSON.stringify(seen.feed)}`);
+      const stageTitle = await page.getAttribute('.room[data-room="main"] .stage', 'title');
+      assert(!/receiving|waiting for/.test(stageTitle) || lang === 'en', `${lang}: stage title in English: "${stageTitle}"`);
+      notes.push(`${lang}: "${seen.msg}"`);
+      await ctx.close();
+    }
+  } finally {
+    await bctx.close();
   }
   return notes.join('; ');
 });

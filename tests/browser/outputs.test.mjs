@@ -220,6 +220,13 @@ test('Start the restream to a closed port: retrying with an error and reconnects
   // The restream-down alert is listed and flags the card.
   await waitFor(page, (s) => document.querySelector(s).dataset.alert === 'true'
     && /restream-down/.test(document.querySelector('#alerts').textContent), YT, 5000, 'the restream-down alert');
+  // Said from its params (control.alertMsg.restream-down): the page's words around
+  // the server's own error, which alone is marked as the server's text.
+  const al = await page.$eval('#alerts li[data-kind="restream-down"][data-active="true"] .alert-msg', (el) => ({
+    text: el.textContent, server: [...el.querySelectorAll('[data-server-text]')].map((x) => x.textContent) }));
+  assert(al.text.startsWith('restream yt is down: ') && al.server.length === 1 && al.server[0].length > 0
+    && al.text === `restream yt is down: ${al.server[0]}`, `restream-down alert ${JSON.stringify(al)}`);
+  measured.alertText = al.text;
   // Watch the DOM for the key while it retries (2 s, every 100 ms).
   for (let i = 0; i < 20; i++) {
     const leaks = await keyLeaks();
@@ -245,7 +252,7 @@ test('Start the restream to a closed port: retrying with an error and reconnects
   assert(leaks.length === 0, `the stream key is in the DOM: ${leaks.join(', ')}`);
   const csp = await page.evaluate(() => window.cspViolations);
   assert(csp.length === 0, `CSP violations (the server's CSP: ${measured.csp}): ${csp.join('; ')}`);
-  return `retrying ${measured.retryMs} ms after the click ("${v.error}", ${v.stats}); stopped in ${s.ms} ms; ${shot}`;
+  return `retrying ${measured.retryMs} ms after the click ("${v.error}", ${v.stats}); alert "${measured.alertText}"; stopped in ${s.ms} ms; ${shot}`;
 });
 
 let code = 1;
