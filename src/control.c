@@ -317,8 +317,9 @@ evaluate_alerts (DragomanControl *c)
     DragomanPublishLinkStats ps;
     dragoman_publisher_get_link_stats (c->server->publisher, i, &ps);
     if (!ps.connected && now - ps.down_since_us > PUBLISH_GRACE_S * G_USEC_PER_SEC)
-      raise_alert (c, "publish-down", ps.room, ps.lang, 0, "edge publishing of %s/%s is down: %s", ps.room, ps.lang,
-                   ps.error ? ps.error : "?");
+      raise_alert (c, "publish-down", ps.room, ps.lang, 0,
+                   alert_params ("room", 's', ps.room, "lang", 's', ps.lang, "error", 's', ps.error, NULL),
+                   "edge publishing of %s/%s is down: %s", ps.room, ps.lang, ps.error ? ps.error : "?");
     else
       clear_alert (c, "publish-down", ps.room, ps.lang);
   }
