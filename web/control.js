@@ -1062,7 +1062,9 @@ function frame(now) {
   lastFrame = now;
   for (const m of meters.values()) stepMeter(m, now, dt);
   for (const s of meterStrips) drawStrip(s, now);
-  if (now - lastLinkAt >= 1000) {
+  // i18n.lang: the strings are loaded (a busy machine took over 1 s: the link
+  // speed was drawn as its key before)
+  if (i18n.lang && now - lastLinkAt >= 1000) {
     const bps = ((stats.rx.bytes - lastLinkBytes) * 1000) / (now - lastLinkAt);
     ui.srv.link.textContent = t('control.kibps', { v: fmtNum(bps / 1024, 1) });
     lastLinkBytes = stats.rx.bytes;
