@@ -2,8 +2,19 @@
  *
  * One lws context, one vhost, the event loop shared with GStreamer's bus watches
  * and our timers: a single thread owns every socket. GStreamer threads hand
- * packets to the fanouts and call lws_cancel_service(); the wake-up arrives here as
- * LWS_CALLBACK_EVENT_WAIT_CANCELLED and we dispatch every fanout.
+ * packets to the fanouts and wake the main loop through an eventfd of our own,
+ * whose watch dispatches every fanout.
+ *
+ * Why not lws_cancel_service(): GLib polls every socket on every main-loop pass
+ * (poll() over all fds, then each lws GSource's check: O(listeners)), and with
+ * lws 4.1's glib event lib one cancel costs ~4 passes, because the dispatch of
+ * its pipe arms lws's idle source, whose callback destroys and re-creates lws's
+ * timer source, and each of those signals the context's own wakeup again
+ * (perf trace: 6 channels' packets, 8 polls). At 1,000 listeners and 6 channels
+ * that was 238 polls/s over 1,000 fds, 11 % of the server's fan-out CPU
+ * (docs/performance.md). Our eventfd costs one pass, and a wake already on its
+ * way is not sent again (wake_pending), so packets from several channels that
+ * land together share a pass.
  *
  * Routing: static files from web-root at "/", the dynamic endpoints as callback
  * mounts, and every WebSocket on one protocol that dispatches on the path, so
@@ -15,8 +26,12 @@
 #include "ws_control.h"
 #include "ws_listen.h"
 
+#include <errno.h>
+#include <glib-unix.h>
 #include <libwebsockets.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC (http_debug);
 #define GST_CAT_DEFAULT http_debug
@@ -67,10 +82,6 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   DragomanServer *server;
 
   switch (reason) {
-  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-    dispatch_all (server_of (wsi));
-    return 0;
-
   case LWS_CALLBACK_ESTABLISHED: {
     char uri[128] = "";
     server = server_of (wsi);
@@ -231,9 +242,14 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 }
 
 /* Listeners send nothing but a close: a small rx buffer keeps each connection
- * light (DESIGN.md: 2.8 KiB per listener with 256 bytes vs 5.6 KiB with 4096). */
+ * light (DESIGN.md: 2.8 KiB per listener with 256 bytes vs 5.6 KiB with 4096).
+ * tx_packet_size: without it lws cuts every send() at rx_buffer_size + LWS_PRE + 4
+ * (276 bytes) and buffers the rest (an allocation, and another send on the next
+ * WRITEABLE): a coalesced batch (ws_listen.c) or a booth's state message would go
+ * out in pieces. 8 KiB holds the largest batch; it is a limit, nothing is
+ * allocated for it. */
 static const struct lws_protocols protocols[] = {
-  { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 0 },
+  { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 8192 },
   { "dragoman-http", callback_http, sizeof (HttpSession), 0, 0, NULL, 0 },
   { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
@@ -287,10 +303,32 @@ static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api
 static const struct lws_http_mount mount_no_package = CALLBACK_MOUNT (&mount_no_modules, "/package.json");
 static const struct lws_http_mount mount_no_lock = CALLBACK_MOUNT (&mount_no_package, "/package-lock.json");
 
+/* any thread: the packet is in the fanout's inbox; make sure a dispatch pass follows.
+ * The flag is cleared before the pass reads the inboxes, so a packet pushed
+ * during a pass wakes another one: none waits for the next channel's packet. */
 static void
 wake (gpointer data)
 {
-  lws_cancel_service (data);
+  DragomanServer *server = data;
+  if (g_atomic_int_compare_and_exchange (&server->wake_pending, 0, 1)) {
+    guint64 one = 1;
+    if (write (server->wake_fd, &one, sizeof one) != sizeof one)
+      GST_WARNING ("fan-out wake-up write failed: %s", g_strerror (errno)); /* only at EAGAIN: it is already readable */
+  }
+}
+
+static gboolean
+on_wake (gint fd, GIOCondition cond, gpointer data)
+{
+  DragomanServer *server = data;
+  guint64 n;
+  (void) cond;
+  if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
+    GST_WARNING ("fan-out wake-up read failed: %s", g_strerror (errno));
+  g_atomic_int_set (&server->wake_pending, 0);
+  server->wakeups++;
+  dispatch_all (server);
+  return G_SOURCE_CONTINUE;
 }
 
 gboolean
@@ -343,11 +381,19 @@ dragoman_http_start (DragomanServer *server, GError **error)
                                           : "port in use?");
     return FALSE;
   }
+  server->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (server->wake_fd < 0) {
+    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot create the fan-out wake-up eventfd: %s",
+                 g_strerror (errno));
+    return FALSE;
+  }
+  /* the default priority, as lws's sockets: a higher one would put sockets ready in
+   * the same pass off to a pass of their own, O(listeners) again */
+  server->wake_source = g_unix_fd_add_full (G_PRIORITY_DEFAULT, server->wake_fd, G_IO_IN, on_wake, server, NULL);
   for (guint r = 0; r < server->rooms->len; r++) {
     DragomanRoom *room = server->rooms->pdata[r];
     for (guint c = 0; c < dragoman_room_n_channels (room); c++)
-      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake,
-                                  server->lws);
+      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake, server);
   }
   return TRUE;
 }
@@ -361,5 +407,9 @@ dragoman_http_stop (DragomanServer *server)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
   }
   g_clear_pointer (&server->lws, lws_context_destroy);
+  g_clear_handle_id (&server->wake_source, g_source_remove);
+  if (server->wake_fd > 0)
+    close (server->wake_fd);
+  server->wake_fd = -1;
   g_clear_pointer (&server->hlsjs_dir, g_free);
 }
