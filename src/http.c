@@ -26,12 +26,8 @@
 #include "ws_control.h"
 #include "ws_listen.h"
 
-#include <errno.h>
-#include <glib-unix.h>
 #include <libwebsockets.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC (http_debug);
 #define GST_CAT_DEFAULT http_debug
@@ -303,32 +299,31 @@ static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api
 static const struct lws_http_mount mount_no_package = CALLBACK_MOUNT (&mount_no_modules, "/package.json");
 static const struct lws_http_mount mount_no_lock = CALLBACK_MOUNT (&mount_no_package, "/package-lock.json");
 
-/* any thread: the packet is in the fanout's inbox; make sure a dispatch pass follows.
- * The flag is cleared before the pass reads the inboxes, so a packet pushed
- * during a pass wakes another one: none waits for the next channel's packet. */
+/* The fan-out's wake-up: a GSource without file descriptors, made ready from any
+ * thread with g_source_set_ready_time (0), which takes the context's lock and
+ * signals its wakeup only if the source was not ready already: packets of
+ * several channels that land before the main thread runs share one pass. The
+ * dispatch re-arms it (-1) before reading the inboxes, so a packet pushed during
+ * a pass wakes another one; none waits for the next channel's packet. No fd on
+ * purpose: GLib 2.74 takes a dispatched source's fds out of the poll set and puts
+ * them back (block_source), and each of those signals the context's wakeup, so
+ * an fd source (an eventfd watch, lws's cancel pipe) costs a second, empty pass. */
+static gboolean
+wake_dispatch (GSource *source, GSourceFunc callback, gpointer data)
+{
+  (void) callback;
+  g_source_set_ready_time (source, -1); /* the source is blocked while dispatched: no wakeup */
+  dispatch_all (data);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs wake_funcs = { .dispatch = wake_dispatch };
+
+/* any thread: the packet is in the fanout's inbox */
 static void
 wake (gpointer data)
 {
-  DragomanServer *server = data;
-  if (g_atomic_int_compare_and_exchange (&server->wake_pending, 0, 1)) {
-    guint64 one = 1;
-    if (write (server->wake_fd, &one, sizeof one) != sizeof one)
-      GST_WARNING ("fan-out wake-up write failed: %s", g_strerror (errno)); /* only at EAGAIN: it is already readable */
-  }
-}
-
-static gboolean
-on_wake (gint fd, GIOCondition cond, gpointer data)
-{
-  DragomanServer *server = data;
-  guint64 n;
-  (void) cond;
-  if (read (fd, &n, sizeof n) < 0 && errno != EAGAIN)
-    GST_WARNING ("fan-out wake-up read failed: %s", g_strerror (errno));
-  g_atomic_int_set (&server->wake_pending, 0);
-  server->wakeups++;
-  dispatch_all (server);
-  return G_SOURCE_CONTINUE;
+  g_source_set_ready_time (data, 0);
 }
 
 gboolean
@@ -381,19 +376,17 @@ dragoman_http_start (DragomanServer *server, GError **error)
                                           : "port in use?");
     return FALSE;
   }
-  server->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (server->wake_fd < 0) {
-    g_set_error (error, DRAGOMAN_CONFIG_ERROR, 3, "cannot create the fan-out wake-up eventfd: %s",
-                 g_strerror (errno));
-    return FALSE;
-  }
   /* the default priority, as lws's sockets: a higher one would put sockets ready in
    * the same pass off to a pass of their own, O(listeners) again */
-  server->wake_source = g_unix_fd_add_full (G_PRIORITY_DEFAULT, server->wake_fd, G_IO_IN, on_wake, server, NULL);
+  server->wake = g_source_new (&wake_funcs, sizeof (GSource));
+  g_source_set_callback (server->wake, NULL, server, NULL); /* the data wake_dispatch gets */
+  g_source_set_name (server->wake, "dragoman fan-out");
+  g_source_attach (server->wake, g_main_loop_get_context (server->loop));
   for (guint r = 0; r < server->rooms->len; r++) {
     DragomanRoom *room = server->rooms->pdata[r];
     for (guint c = 0; c < dragoman_room_n_channels (room); c++)
-      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake, server);
+      dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake,
+                                  server->wake);
   }
   return TRUE;
 }
@@ -407,9 +400,8 @@ dragoman_http_stop (DragomanServer *server)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
   }
   g_clear_pointer (&server->lws, lws_context_destroy);
-  g_clear_handle_id (&server->wake_source, g_source_remove);
-  if (server->wake_fd > 0)
-    close (server->wake_fd);
-  server->wake_fd = -1;
+  if (server->wake)
+    g_source_destroy (server->wake);
+  g_clear_pointer (&server->wake, g_source_unref);
   g_clear_pointer (&server->hlsjs_dir, g_free);
 }

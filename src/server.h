@@ -30,12 +30,7 @@ typedef struct {
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
-  /* fan-out wake-up (http.c): an eventfd on the main loop, and whether a wake is
-   * already on its way (set by streaming threads, cleared by the main thread) */
-  int wake_fd;
-  guint wake_source;
-  gint wake_pending; /* atomic */
-  guint64 wakeups;   /* main thread: dispatch passes, for the bench and metrics */
+  GSource *wake; /* the fan-out's wake-up (http.c): made ready from streaming threads */
 } DragomanServer;
 
 DragomanRoom *dragoman_server_find_room (DragomanServer *server, const char *id);
