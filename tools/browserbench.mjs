@@ -179,7 +179,7 @@ async function main() {
     const earStats = await ear.evaluate(() => ({ ...window.dragoman.stats }));
     const lat = [];
     for (const m of mouths) {
-      const hit = ears.find((a) => a >= m && a < m + 400);
+      const hit = ears.find((a) => a >= m && a < m + PERIOD_MS - 37); // unambiguous: before the next click
       if (hit !== undefined) lat.push(hit - m);
     }
     lat.sort((a, b) => a - b);
@@ -193,6 +193,7 @@ async function main() {
       listener_jitter_target_ms: r1(earStats.targetMs),
       listener_buffer_ms: r1(earStats.bufferMs),
       listener_underruns: earStats.underruns,
+      listener_dropped_ms: r1(earStats.droppedMs),
       listener_output_latency_ms: r1(earTap.outputLatencyMs),
       booth_output_latency_ms: r1(boothTap.outputLatencyMs),
       sample_rates: { booth: boothTap.rate, listener: earTap.rate },
