@@ -62,8 +62,11 @@ function writeClickWav(file) {
   buf.write('data', 36); buf.writeUInt32LE(n * 4, 40);
   for (let i = 0; i < n; i++) {
     const k = i % per;
-    // a sine burst that starts at full level (a sharp onset to time), 0.5 peak
-    const v = k < burst ? 0.5 * Math.sin((2 * Math.PI * BURST_HZ * k) / RATE) * (k < burst - 44 ? 1 : (burst - k) / 44) : 0;
+    // a sine burst that starts at full level (a sharp onset to time), 0.5 peak, over a
+    // -60 dBFS noise floor: a real microphone is never digitally silent, and silence
+    // would let an encoder's DTX or the server's voice watchdog treat the booth as gone
+    const noise = 0.001 * (((i * 1103515245 + 12345) >>> 0) / 4294967296 * 2 - 1);
+    const v = noise + (k < burst ? 0.5 * Math.sin((2 * Math.PI * BURST_HZ * k) / RATE) * (k < burst - 44 ? 1 : (burst - k) / 44) : 0);
     const s = Math.round(v * 32767);
     buf.writeInt16LE(s, 44 + i * 4);
     buf.writeInt16LE(s, 46 + i * 4);
