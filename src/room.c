@@ -258,9 +258,10 @@ on_program_message (GstMessage *msg, gpointer data)
   dragoman_hls_handle_message (room->hls, msg);
 }
 
-static void
-handle_message (DragomanRoom *room, GstMessage *msg)
+static gboolean
+on_bus (GstBus *bus, GstMessage *msg, gpointer data)
 {
+  DragomanRoom *room = data;
   g_autoptr (GError) err = NULL;
   g_autofree char *dbg = NULL;
   switch (GST_MESSAGE_TYPE (msg)) {
@@ -290,25 +291,6 @@ handle_message (DragomanRoom *room, GstMessage *msg)
     break;
   default:
     break;
-  }
-}
-
-/* A bus watch dispatches one message per main-loop pass, and with GLib 2.74 a
- * dispatched fd source costs a second, empty pass (http.c). Each pass polls
- * every listener socket: the level meters alone post ~90 messages/s (7 meters at
- * 12.5 Hz in configs/bench.ini), close together. So whatever else is queued is
- * handled in the same pass (bounded: a flood still yields to the sockets). */
-#define BUS_DRAIN_MAX 64
-
-static gboolean
-on_bus (GstBus *bus, GstMessage *msg, gpointer data)
-{
-  DragomanRoom *room = data;
-  handle_message (room, msg);
-  GstMessage *more;
-  for (guint n = 0; n < BUS_DRAIN_MAX && (more = gst_bus_pop (bus)); n++) {
-    handle_message (room, more);
-    gst_message_unref (more);
   }
   return G_SOURCE_CONTINUE;
 }
