@@ -12,6 +12,12 @@
 #define DRAGOMAN_FLAG_DISCONT 0x01
 #define DRAGOMAN_KIND_OPUS 1
 
+/* Coalescing: a listener with several messages pending (its join burst, a dispatch
+ * that found several packets, a socket that was full) gets up to this many in one
+ * socket write, of at most this many message bytes (plus the sink's framing). */
+#define DRAGOMAN_FANOUT_BATCH_FRAMES 16
+#define DRAGOMAN_FANOUT_BATCH_BYTES 4096
+
 typedef struct _DragomanFanout DragomanFanout;
 typedef struct _DragomanListener DragomanListener;
 
@@ -20,6 +26,12 @@ typedef enum {
   DRAGOMAN_WRITE_CHOKED, /* taken, but the socket is now full: wait for writable */
   DRAGOMAN_WRITE_FAILED, /* the connection is dead */
 } DragomanWriteResult;
+
+/* one message of a batch, as `data`/`len` of write() below */
+typedef struct {
+  guint8 *data;
+  gsize len;
+} DragomanFrame;
 
 /* How the fanout reaches a listener's socket. `data` is one whole binary message
  * (header + Opus) with `headroom` writable bytes before it (for the WebSocket frame
@@ -30,12 +42,17 @@ typedef struct {
   DragomanWriteResult (*write_text) (gpointer sink, guint8 *data, gsize len);
   void (*request_writable) (gpointer sink);
   void (*close) (gpointer sink, guint16 code, const char *reason);
+  /* Optional: 2..DRAGOMAN_FANOUT_BATCH_FRAMES binary messages in one socket write,
+   * in order, as if write() had been called for each (same results). NULL: one
+   * write() per message. The bytes are shared and read-only here: no headroom. */
+  DragomanWriteResult (*write_batch) (gpointer sink, const DragomanFrame *frames, guint n);
 } DragomanSinkFuncs;
 
 typedef struct {
   guint64 packets_in;      /* packets published */
   guint64 inbox_drops;     /* packets lost because the service thread stalled */
   guint64 frames_sent;     /* messages handed to sockets */
+  guint64 writes;          /* socket writes that carried them: fewer when coalesced */
   guint64 bytes_sent;
   guint64 resyncs;         /* listeners skipped to the live edge (soft limit) */
   guint64 frames_skipped;  /* frames those resyncs dropped */

@@ -2,8 +2,19 @@
  *
  * One lws context, one vhost, the event loop shared with GStreamer's bus watches
  * and our timers: a single thread owns every socket. GStreamer threads hand
- * packets to the fanouts and call lws_cancel_service(); the wake-up arrives here as
- * LWS_CALLBACK_EVENT_WAIT_CANCELLED and we dispatch every fanout.
+ * packets to the fanouts and wake the main loop through an eventfd of our own,
+ * whose watch dispatches every fanout.
+ *
+ * Why not lws_cancel_service(): GLib polls every socket on every main-loop pass
+ * (poll() over all fds, then each lws GSource's check: O(listeners)), and with
+ * lws 4.1's glib event lib one cancel costs ~4 passes, because the dispatch of
+ * its pipe arms lws's idle source, whose callback destroys and re-creates lws's
+ * timer source, and each of those signals the context's own wakeup again
+ * (perf trace: 6 channels' packets, 8 polls). At 1,000 listeners and 6 channels
+ * that was 238 polls/s over 1,000 fds, 11 % of the server's fan-out CPU
+ * (docs/performance.md). Our eventfd costs one pass, and a wake already on its
+ * way is not sent again (wake_pending), so packets from several channels that
+ * land together share a pass.
  *
  * Routing: static files from web-root at "/", the dynamic endpoints as callback
  * mounts, and every WebSocket on one protocol that dispatches on the path, so
@@ -68,10 +79,6 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   DragomanServer *server;
 
   switch (reason) {
-  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-    dispatch_all (server_of (wsi));
-    return 0;
-
   case LWS_CALLBACK_ESTABLISHED: {
     char uri[128] = "";
     server = server_of (wsi);
@@ -232,9 +239,14 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 }
 
 /* Listeners send nothing but a close: a small rx buffer keeps each connection
- * light (DESIGN.md: 2.8 KiB per listener with 256 bytes vs 5.6 KiB with 4096). */
+ * light (DESIGN.md: 2.8 KiB per listener with 256 bytes vs 5.6 KiB with 4096).
+ * tx_packet_size: without it lws cuts every send() at rx_buffer_size + LWS_PRE + 4
+ * (276 bytes) and buffers the rest (an allocation, and another send on the next
+ * WRITEABLE): a coalesced batch (ws_listen.c) or a booth's state message would go
+ * out in pieces. 8 KiB holds the largest batch; it is a limit, nothing is
+ * allocated for it. */
 static const struct lws_protocols protocols[] = {
-  { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 0 },
+  { "dragoman-ws", callback_ws, sizeof (WsSession), 256, 0, NULL, 8192 },
   { "dragoman-http", callback_http, sizeof (HttpSession), 0, 0, NULL, 0 },
   /* client connections to an Nchan edge (publisher.c): each wsi's user data is its link */
   { DRAGOMAN_PUBLISHER_PROTOCOL, dragoman_publisher_callback, 0, 512, 0, NULL, 0 },
@@ -290,10 +302,31 @@ static const struct lws_http_mount mount_no_modules = CALLBACK_MOUNT (&mount_api
 static const struct lws_http_mount mount_no_package = CALLBACK_MOUNT (&mount_no_modules, "/package.json");
 static const struct lws_http_mount mount_no_lock = CALLBACK_MOUNT (&mount_no_package, "/package-lock.json");
 
+/* The fan-out's wake-up: a GSource without file descriptors, made ready from any
+ * thread with g_source_set_ready_time (0), which takes the context's lock and
+ * signals its wakeup only if the source was not ready already: packets of
+ * several channels that land before the main thread runs share one pass. The
+ * dispatch re-arms it (-1) before reading the inboxes, so a packet pushed during
+ * a pass wakes another one; none waits for the next channel's packet. No fd on
+ * purpose: GLib 2.74 takes a dispatched source's fds out of the poll set and puts
+ * them back (block_source), and each of those signals the context's wakeup, so
+ * an fd source (an eventfd watch, lws's cancel pipe) costs a second, empty pass. */
+static gboolean
+wake_dispatch (GSource *source, GSourceFunc callback, gpointer data)
+{
+  (void) callback;
+  g_source_set_ready_time (source, -1); /* the source is blocked while dispatched: no wakeup */
+  dispatch_all (data);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs wake_funcs = { .dispatch = wake_dispatch };
+
+/* any thread: the packet is in the fanout's inbox */
 static void
 wake (gpointer data)
 {
-  lws_cancel_service (data);
+  g_source_set_ready_time (data, 0);
 }
 
 gboolean
@@ -349,11 +382,17 @@ dragoman_http_start (DragomanServer *server, GError **error)
                                           : "port in use?");
     return FALSE;
   }
+  /* the default priority, as lws's sockets: a higher one would put sockets ready in
+   * the same pass off to a pass of their own, O(listeners) again */
+  server->wake = g_source_new (&wake_funcs, sizeof (GSource));
+  g_source_set_callback (server->wake, NULL, server, NULL); /* the data wake_dispatch gets */
+  g_source_set_name (server->wake, "dragoman fan-out");
+  g_source_attach (server->wake, g_main_loop_get_context (server->loop));
   for (guint r = 0; r < server->rooms->len; r++) {
     DragomanRoom *room = server->rooms->pdata[r];
     for (guint c = 0; c < dragoman_room_n_channels (room); c++)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), wake,
-                                  server->lws);
+                                  server->wake);
   }
   return TRUE;
 }
@@ -367,5 +406,8 @@ dragoman_http_stop (DragomanServer *server)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
   }
   g_clear_pointer (&server->lws, lws_context_destroy);
+  if (server->wake)
+    g_source_destroy (server->wake);
+  g_clear_pointer (&server->wake, g_source_unref);
   g_clear_pointer (&server->hlsjs_dir, g_free);
 }

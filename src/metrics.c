@@ -25,6 +25,8 @@ static const FanoutMetric fanout_metrics[] = {
   { "dragoman_packets_total", "Opus packets published", G_STRUCT_OFFSET (DragomanFanoutStats, packets_in), FALSE },
   { "dragoman_frames_sent_total", "Messages handed to listener sockets",
     G_STRUCT_OFFSET (DragomanFanoutStats, frames_sent), FALSE },
+  { "dragoman_listener_writes_total", "Socket writes that carried those messages (fewer when coalesced)",
+    G_STRUCT_OFFSET (DragomanFanoutStats, writes), FALSE },
   { "dragoman_bytes_sent_total", "Bytes handed to listener sockets", G_STRUCT_OFFSET (DragomanFanoutStats, bytes_sent),
     FALSE },
   { "dragoman_listener_resyncs_total", "Listeners skipped to the live edge (soft limit)",

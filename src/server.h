@@ -32,6 +32,7 @@ typedef struct {
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
+  GSource *wake; /* the fan-out's wake-up (http.c): made ready from streaming threads */
 } DragomanServer;
 
 DragomanRoom *dragoman_server_find_room (DragomanServer *server, const char *id);

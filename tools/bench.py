@@ -9,6 +9,10 @@
   3. cost per channel: callgrind instruction counts of mix + Opus, and of AAC,
      per second of audio (repeatable on a noisy machine).
 
+  5. browser mouth-to-ear (tools/browserbench.mjs): a click track as the fake
+     microphone of a real Chromium's booth page, on air, to a listener page's
+     audio output in the same browser (not with --smoke or QUICK=1: ~45 s).
+
   4. the SRT stage (tools/stagebench.py): server CPU and RSS receiving 1080p30
      4 Mbit/s over SRT (with HLS and without), and the latency of a click sent
      into the stage's floor to a /ws/listen listener (floor-to-ear), to a
@@ -18,7 +22,7 @@
 Writes bench/results.json and the table in docs/performance.md.
 QUICK=1: a reduced run (< 1 minute). --smoke: seconds, asserts sanity, writes
 nothing (part of `make test`).
-Development: --only mouth,webrtc,fanout,cost,icecast,stage runs those parts
+Development: --only mouth,webrtc,browser,fanout,cost,icecast,stage runs those parts
 (not with --smoke); --out FILE writes the results there. Either prints the
 table and touches neither bench/results.json nor docs/performance.md.
 """
@@ -139,6 +143,24 @@ def mouth_to_socket_webrtc(clicks):
         srv.stop()
 
 
+def browser_mouth_to_ear(clicks):
+    """tools/browserbench.mjs: booth page (fake mic: clicks) → server → listener page, one Chromium"""
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not shutil.which("node") or not os.path.exists(chromium) or \
+            not os.path.exists(os.path.join(ROOT, "web", "node_modules", "playwright-core")):
+        return {"error": "needs node, Chromium and web/node_modules (playwright-core)"}
+    period = 0.487  # browserbench.mjs PERIOD_MS
+    out = subprocess.run(["node", os.path.join(ROOT, "tools", "browserbench.mjs"), "--clicks", str(clicks)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=clicks * period + 120)
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"browserbench failed ({out.returncode}): {out.stderr.strip()[-300:]}"}
+    if out.returncode != 0:
+        r["error"] = out.stderr.strip().splitlines()[0][:300] if out.stderr.strip() else f"exit {out.returncode}"
+    return r
+
+
 def fanout(clients, seconds):
     srv = Server("configs/demo.ini", ["listen.max-listeners=20000"])
     try:
@@ -221,6 +243,8 @@ def main():
             res["mouth_to_socket"].append(timed("mouth_to_socket_10ms", mouth_to_socket, 10, clicks))
     if not SMOKE and want("webrtc"):
         res["mouth_to_socket_webrtc"] = timed("mouth_to_socket_webrtc", mouth_to_socket_webrtc, clicks)
+    if not QUICK and want("browser"):
+        res["browser_mouth_to_ear"] = timed("browser_mouth_to_ear", browser_mouth_to_ear, 60)
     sizes = [100] if SMOKE else [500] if QUICK else [1000, 2000, 4000]
     secs = 3 if SMOKE else 4 if QUICK else 10
     if want("fanout"):
@@ -298,6 +322,8 @@ def render(res):
                   "| clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|",
                   f"| {r['clicks_timed']}/{r['clicks_sent']} | {l['p50']:.1f} ms | {l['p95']:.1f} ms | "
                   f"{l['p99']:.1f} ms | {l['max']:.1f} ms |"]
+    if "browser_mouth_to_ear" in res:
+        lines += render_browser(res["browser_mouth_to_ear"])
     if "fanout" in res:
         lines += ["", "### Fan-out (demo room, 20 ms frames, healthy listeners; 2-5 stalled ones beside them)", "",
                   "| listeners | server CPU (fan-out only) | bare floor CPU | ratio | RSS/listener | p50 | p99 | "
@@ -323,6 +349,26 @@ def render(res):
     elif "stage" in res:
         lines += render_stage(res["stage"])
     return "\n".join(lines) + "\n"
+
+
+def render_browser(r):
+    out = ["", "### Browser mouth-to-ear (Chromium booth page, fake mic → server → listener page's audio graph)", ""]
+    if "latency_ms" not in r:
+        return out + [f"Not measured: {r.get('error', 'no result')}"]
+    l = r["latency_ms"]
+    ms = lambda v: "–" if v is None else f"{v:.1f} ms"
+    out += ["A click in the booth page's microphone (tapped in its audio graph) to the same click at the output of "
+            "the listener page's jitter-buffer worklet, both stamped with performance.timeOrigin + now() in one "
+            "browser. Not included: the microphone's capture latency and the listener's device output latency "
+            f"(the context reports {ms(r.get('listener_output_latency_ms'))}).", "",
+            "| clicks timed | p50 | p95 | p99 | max | booth jitter buffer (server) | listener jitter target | "
+            "listener underruns |", "|---|---|---|---|---|---|---|---|",
+            f"| {r['clicks_timed']}/{r['clicks_sent']} | {ms(l['p50'])} | {ms(l['p95'])} | {ms(l['p99'])} | "
+            f"{ms(l['max'])} | {r['booth_jitter_buffer_ms']} ms | {ms(r.get('listener_jitter_target_ms'))} | "
+            f"{r.get('listener_underruns')} |"]
+    if r.get("error"):
+        out += ["", f"Warning: {r['error']}"]
+    return out
 
 
 def render_icecast(ic):

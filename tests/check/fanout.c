@@ -28,6 +28,7 @@ typedef struct {
   guint closes;
   guint16 close_code;
   guint writes_after_close;
+  GArray *calls; /* guint: messages per write call (1 for write(), n for write_batch()) */
 } TestSink;
 
 static void
@@ -45,12 +46,14 @@ sink_init (TestSink *s, guint headroom)
   s->headroom = headroom;
   s->result = DRAGOMAN_WRITE_OK;
   s->writes = g_ptr_array_new_with_free_func (write_free);
+  s->calls = g_array_new (FALSE, FALSE, sizeof (guint));
 }
 
 static void
 sink_clear (TestSink *s)
 {
   g_ptr_array_unref (s->writes);
+  g_array_unref (s->calls);
 }
 
 static DragomanWriteResult
@@ -66,6 +69,29 @@ sink_write (gpointer sink, guint8 *data, gsize len)
   w->len = len;
   w->bytes = g_memdup2 (data, len);
   g_ptr_array_add (s->writes, w);
+  guint one = 1;
+  g_array_append_val (s->calls, one);
+  return s->result;
+}
+
+/* a coalescing writer: records each message of the batch as a Write of its own,
+ * and the batch as one call; it must not touch the (shared) bytes */
+static DragomanWriteResult
+sink_write_batch (gpointer sink, const DragomanFrame *frames, guint n)
+{
+  TestSink *s = sink;
+  fail_unless (n >= 2 && n <= DRAGOMAN_FANOUT_BATCH_FRAMES, "batch of %u", n);
+  gsize bytes = 0;
+  for (guint i = 0; i < n; i++) {
+    Write *w = g_new0 (Write, 1);
+    w->ptr = frames[i].data;
+    w->len = frames[i].len;
+    w->bytes = g_memdup2 (frames[i].data, frames[i].len);
+    g_ptr_array_add (s->writes, w);
+    bytes += frames[i].len;
+  }
+  fail_unless (bytes <= DRAGOMAN_FANOUT_BATCH_BYTES, "batch of %" G_GSIZE_FORMAT " bytes", bytes);
+  g_array_append_val (s->calls, n);
   return s->result;
 }
 
@@ -90,7 +116,16 @@ static const DragomanSinkFuncs sink_funcs = {
   .close = sink_close,
 };
 
+static const DragomanSinkFuncs batch_funcs = {
+  .write = sink_write,
+  .request_writable = sink_request_writable,
+  .close = sink_close,
+  .write_batch = sink_write_batch,
+};
+
 #define NWRITES(s) ((s)->writes->len)
+#define NCALLS(s) ((s)->calls->len)
+#define CALL(s, i) g_array_index ((s)->calls, guint, i)
 #define WRITE(s, i) ((const Write *) (s)->writes->pdata[i])
 
 /* ---- packets ---- */
@@ -810,6 +845,162 @@ GST_START_TEST (test_threaded_push_flood)
 }
 GST_END_TEST;
 
+/* ---- coalescing (write_batch) ---- */
+
+/* a listener that joins gets its burst in one write; afterwards one per packet */
+GST_START_TEST (test_coalesce_burst)
+{
+  DragomanFanout *f = SMALL (16); /* burst 3 */
+  TestSink early, late;
+  sink_init (&early, 16);
+  sink_init (&late, 16);
+  dragoman_fanout_add (f, &batch_funcs, &early);
+  push_dispatch (f, 0, 10);
+  fail_unless_equals_int (NCALLS (&early), 10); /* one packet per dispatch: nothing to coalesce */
+  dragoman_fanout_add (f, &batch_funcs, &late);
+  fail_unless_equals_int (NCALLS (&late), 1);
+  fail_unless_equals_int (CALL (&late, 0), 3);
+  for (guint i = 0; i < 3; i++) {
+    check_msg (WRITE (&late, i), 7 + i, 7 + i, 0);
+    fail_unless (WRITE (&late, i)->ptr == WRITE (&early, 7 + i)->ptr); /* shared, not copied */
+  }
+  push_dispatch (f, 10, 12);
+  fail_unless_equals_int (NCALLS (&late), 3);
+  fail_unless_equals_int (CALL (&late, 2), 1);
+  check_all (&early, 0, 12);
+  DragomanFanoutStats st;
+  dragoman_fanout_get_stats (f, &st);
+  fail_unless_equals_uint64 (st.frames_sent, 12 + 5);
+  fail_unless_equals_uint64 (st.writes, 12 + 3);
+  dragoman_fanout_free (f);
+  sink_clear (&early);
+  sink_clear (&late);
+}
+GST_END_TEST;
+
+/* several packets in one dispatch: one write per listener, the same shared bytes
+ * for all; at most DRAGOMAN_FANOUT_BATCH_FRAMES per write */
+GST_START_TEST (test_coalesce_dispatch)
+{
+  DragomanFanout *f = ROOMY (16);
+  TestSink a, b, single;
+  sink_init (&a, 16);
+  sink_init (&b, 16);
+  sink_init (&single, 16);
+  dragoman_fanout_add (f, &batch_funcs, &a);
+  dragoman_fanout_add (f, &batch_funcs, &b);
+  dragoman_fanout_add (f, &sink_funcs, &single); /* no write_batch: one write each */
+  for (guint i = 0; i < 5; i++)
+    fail_unless (push_idx (f, i));
+  fail_unless_equals_int (dragoman_fanout_dispatch (f), 5);
+  fail_unless_equals_int (NCALLS (&a), 1);
+  fail_unless_equals_int (CALL (&a, 0), 5);
+  fail_unless_equals_int (NCALLS (&single), 5);
+  for (guint i = 0; i < 5; i++)
+    fail_unless (WRITE (&a, i)->ptr == WRITE (&b, i)->ptr && WRITE (&a, i)->ptr == WRITE (&single, i)->ptr);
+
+  /* 16 + 16 + 1: the frame cap */
+  for (guint i = 5; i < 37; i++) /* 32: a full inbox */
+    fail_unless (push_idx (f, i));
+  fail_unless_equals_int (dragoman_fanout_dispatch (f), 32);
+  fail_unless (push_idx (f, 37));
+  dragoman_fanout_dispatch (f);
+  fail_unless_equals_int (NCALLS (&a), 4);
+  fail_unless_equals_int (CALL (&a, 1), 16);
+  fail_unless_equals_int (CALL (&a, 2), 16);
+  fail_unless_equals_int (CALL (&a, 3), 1);
+  check_all (&a, 0, 38);
+  check_all (&b, 0, 38);
+  check_all (&single, 0, 38);
+  dragoman_fanout_free (f);
+  sink_clear (&a);
+  sink_clear (&b);
+  sink_clear (&single);
+}
+GST_END_TEST;
+
+/* the byte cap: 1,000-byte packets (1,016 with the header) go 4 to a write
+ * (4,064 <= 4,096; a fifth would pass it) */
+GST_START_TEST (test_coalesce_bytes)
+{
+  DragomanFanout *f = ROOMY (16);
+  TestSink a;
+  sink_init (&a, 16);
+  dragoman_fanout_add (f, &batch_funcs, &a);
+  guint8 big[1000];
+  for (guint i = 0; i < 9; i++) {
+    memset (big, (int) i, sizeof big);
+    fail_unless (dragoman_fanout_push (f, big, sizeof big, ingress_of (i)));
+  }
+  fail_unless_equals_int (dragoman_fanout_dispatch (f), 9);
+  fail_unless_equals_int (NCALLS (&a), 3);
+  fail_unless_equals_int (CALL (&a, 0), 4);
+  fail_unless_equals_int (CALL (&a, 1), 4);
+  fail_unless_equals_int (CALL (&a, 2), 1); /* the last one alone: write(), with its headroom */
+  for (guint i = 0; i < 9; i++) {
+    fail_unless_equals_int (WRITE (&a, i)->len, DRAGOMAN_HEADER_BYTES + 1000);
+    fail_unless_equals_int (msg_seq (WRITE (&a, i)), i);
+    fail_unless_equals_int (WRITE (&a, i)->bytes[DRAGOMAN_HEADER_BYTES + 999], i);
+  }
+  dragoman_fanout_free (f);
+  sink_clear (&a);
+}
+GST_END_TEST;
+
+/* a choked socket that drains gets what is pending coalesced; a resync's flag is on
+ * the first frame only (a private copy), the rest of the batch is shared */
+GST_START_TEST (test_coalesce_writable_resync)
+{
+  DragomanFanout *f = SMALL (16); /* burst 3, soft 10 */
+  TestSink a, b;
+  sink_init (&a, 16);
+  sink_init (&b, 16);
+  dragoman_fanout_add (f, &batch_funcs, &a);
+  DragomanListener *lb = dragoman_fanout_add (f, &batch_funcs, &b);
+
+  b.result = DRAGOMAN_WRITE_CHOKED;
+  push_dispatch (f, 0, 1);
+  b.result = DRAGOMAN_WRITE_OK;
+  push_dispatch (f, 1, 6); /* 5 behind: under the soft limit */
+  fail_unless_equals_int (NWRITES (&b), 1);
+  dragoman_fanout_writable (f, lb);
+  fail_unless_equals_int (NCALLS (&b), 2);
+  fail_unless_equals_int (CALL (&b, 1), 5);
+  check_all (&b, 0, 6);
+
+  /* choked inside a batch: the whole batch was taken, then it waits */
+  b.result = DRAGOMAN_WRITE_CHOKED;
+  for (guint i = 6; i < 9; i++)
+    fail_unless (push_idx (f, i));
+  dragoman_fanout_dispatch (f);
+  fail_unless_equals_int (CALL (&b, 2), 3);
+  fail_unless_equals_int (b.writable_requests, 2);
+  b.result = DRAGOMAN_WRITE_OK;
+  push_dispatch (f, 9, 25); /* 16 behind: over the soft limit */
+  fail_unless_equals_int (NWRITES (&b), 9);
+  dragoman_fanout_writable (f, lb);
+  fail_unless_equals_int (NCALLS (&b), 4);
+  fail_unless_equals_int (CALL (&b, 3), 3); /* 22, 23, 24 in one write */
+  check_msg (WRITE (&b, 9), 22, 22, DRAGOMAN_FLAG_DISCONT);
+  check_msg (WRITE (&b, 10), 23, 23, 0);
+  check_msg (WRITE (&b, 11), 24, 24, 0);
+  fail_unless (WRITE (&b, 9)->ptr != WRITE (&a, 22)->ptr); /* the flagged one is private */
+  fail_unless_equals_int (WRITE (&a, 22)->ptr[1], 0);      /* the shared bytes kept flags 0 */
+  fail_unless (WRITE (&b, 10)->ptr == WRITE (&a, 23)->ptr);
+  fail_unless (WRITE (&b, 11)->ptr == WRITE (&a, 24)->ptr);
+  push_dispatch (f, 25, 26);
+  check_msg (WRITE (&b, 12), 25, 25, 0); /* the flag does not stick */
+  check_all (&a, 0, 26);
+  DragomanFanoutStats st;
+  dragoman_fanout_get_stats (f, &st);
+  fail_unless_equals_uint64 (st.resyncs, 1);
+  fail_unless_equals_uint64 (st.frames_skipped, 13); /* 9..21 */
+  dragoman_fanout_free (f);
+  sink_clear (&a);
+  sink_clear (&b);
+}
+GST_END_TEST;
+
 static Suite *
 fanout_suite (void)
 {
@@ -833,6 +1024,10 @@ fanout_suite (void)
   tcase_add_test (tc, test_threaded_push);
   tcase_add_test (tc, test_threaded_push_flood);
   tcase_add_test (tc, test_hard_limit_counted_once);
+  tcase_add_test (tc, test_coalesce_burst);
+  tcase_add_test (tc, test_coalesce_dispatch);
+  tcase_add_test (tc, test_coalesce_bytes);
+  tcase_add_test (tc, test_coalesce_writable_resync);
   return s;
 }
 
