@@ -2,8 +2,8 @@
  *
  * One lws context, one vhost, the event loop shared with GStreamer's bus watches
  * and our timers: a single thread owns every socket. GStreamer threads hand
- * packets to the fanouts and wake the main loop through an eventfd of our own,
- * whose watch dispatches every fanout.
+ * packets to the fanouts and wake the main loop through a GSource of our own
+ * (no fd; see wake_dispatch), whose dispatch serves every fanout.
  *
  * Why not lws_cancel_service(): GLib polls every socket on every main-loop pass
  * (poll() over all fds, then each lws GSource's check: O(listeners)), and with
@@ -12,9 +12,9 @@
  * timer source, and each of those signals the context's own wakeup again
  * (perf trace: 6 channels' packets, 8 polls). At 1,000 listeners and 6 channels
  * that was 238 polls/s over 1,000 fds, 11 % of the server's fan-out CPU
- * (docs/performance.md). Our eventfd costs one pass, and a wake already on its
- * way is not sent again (wake_pending), so packets from several channels that
- * land together share a pass.
+ * (docs/performance.md). Our source costs one pass, and a wake already on its
+ * way is not sent again (the source is already ready), so packets from several
+ * channels that land together share a pass.
  *
  * Routing: static files from web-root at "/", the dynamic endpoints as callback
  * mounts, and every WebSocket on one protocol that dispatches on the path, so
