@@ -295,7 +295,7 @@ dragoman_booth_video_remove (DragomanBoothVideo *v, GstElement *appsrc)
   Consumer *found = NULL;
   g_mutex_lock (&v->lock);
   for (guint i = 0; i < v->consumers->len && !found; i++)
-    if (((Consumer *)v->consumers->pdata[i])->appsrc == appsrc)
+    if (((Consumer *) v->consumers->pdata[i])->appsrc == appsrc)
       found = g_ptr_array_steal_index (v->consumers, i);
   guint n = v->consumers->len;
   if (n == 0)
