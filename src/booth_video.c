@@ -1,6 +1,8 @@
 /* booth_video — see the header for the shape and the why. */
 #include "booth_video.h"
 
+#include "program.h"
+
 #include <gst/app/app.h>
 #include <gst/video/video.h>
 
@@ -11,6 +13,7 @@ GST_DEBUG_CATEGORY_STATIC (booth_video_debug);
  * are dropped up to the next keyframe. The appsrc's own bound (twice that, leaky)
  * is only a backstop. */
 #define MAX_BACKLOG_FRAMES (DRAGOMAN_BOOTH_VIDEO_MAX_BACKLOG_MS * DRAGOMAN_BOOTH_VIDEO_FPS / 1000)
+#define FRAME_TIME (GST_SECOND / DRAGOMAN_BOOTH_VIDEO_FPS)
 
 typedef struct {
   GstElement *appsrc;
@@ -25,6 +28,7 @@ struct _DragomanBoothVideo {
   gint on;             /* atomic: 1 while a consumer is registered */
   gint stage_need_key; /* atomic: the stage gate waits for a keyframe */
   gint want_key;       /* atomic: a keyframe was asked for */
+  GstClockTime next_slot; /* the decoder's src pad probe: the next stage frame to keep */
   /* the selector's src pad probe (one streaming thread) */
   GstSegment segment;
   GstClockTime last_rt;
@@ -80,6 +84,27 @@ on_stage_overrun (GstElement *queue, gpointer data)
   g_atomic_int_set (&v->stage_need_key, 1);
 }
 
+/* The stage's frames thinned to 15 fps, by their running time, before scaling.
+ * (videorate, tried first, paces on its own timeline: after the gate had been
+ * closed it passed every frame, stamped seconds behind the stage.) */
+static GstPadProbeReturn
+decimate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanBoothVideo *v = data;
+  GstClockTime rt = dragoman_pad_running_time (pad, GST_PAD_PROBE_INFO_BUFFER (info));
+  if (!GST_CLOCK_TIME_IS_VALID (rt))
+    return GST_PAD_PROBE_DROP;
+  /* 1 ms of slack: a 30 fps stage's every other frame lands on the slot */
+  if (GST_CLOCK_TIME_IS_VALID (v->next_slot) && rt + GST_MSECOND < v->next_slot)
+    return GST_PAD_PROBE_DROP;
+  /* keep the 15 fps grid while frames come; after a gap start a new one */
+  if (GST_CLOCK_TIME_IS_VALID (v->next_slot) && rt < v->next_slot + FRAME_TIME)
+    v->next_slot += FRAME_TIME;
+  else
+    v->next_slot = rt + FRAME_TIME;
+  return GST_PAD_PROBE_OK;
+}
+
 /* Before the encoder: one timeline, the room's running time. The stage's and
  * the black input's segments differ, and a switch can step back in time (the
  * program saw ~1 s); the encoder gets a plain 0-based segment and frames stamped
@@ -91,6 +116,18 @@ encoder_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   DragomanBoothVideo *v = data;
   if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
     GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_CAPS) {
+      /* the stage's caps carry its own rate: the encoder sees 15 fps from both
+       * inputs, so a switch does not restart it */
+      GstCaps *caps;
+      gst_event_parse_caps (ev, &caps);
+      GstCaps *fixed = gst_caps_copy (caps);
+      gst_caps_set_simple (fixed, "framerate", GST_TYPE_FRACTION, DRAGOMAN_BOOTH_VIDEO_FPS, 1, NULL);
+      gst_event_unref (ev);
+      GST_PAD_PROBE_INFO_DATA (info) = gst_event_new_caps (fixed);
+      gst_caps_unref (fixed);
+      return GST_PAD_PROBE_OK;
+    }
     if (GST_EVENT_TYPE (ev) != GST_EVENT_SEGMENT)
       return GST_PAD_PROBE_OK;
     const GstSegment *seg;
@@ -112,6 +149,7 @@ encoder_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   buf = gst_buffer_make_writable (buf);
   GST_BUFFER_PTS (buf) = rt;
   GST_BUFFER_DTS (buf) = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION (buf) = FRAME_TIME;
   GST_PAD_PROBE_INFO_DATA (info) = buf;
 
   gint64 now = g_get_monotonic_time ();
@@ -166,28 +204,28 @@ dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, 
   v->room = room;
   v->pipeline = pipeline;
   v->last_rt = GST_CLOCK_TIME_NONE;
+  v->next_slot = GST_CLOCK_TIME_NONE;
   v->stage_need_key = 1;
   gst_segment_init (&v->segment, GST_FORMAT_UNDEFINED);
   g_mutex_init (&v->lock);
   v->consumers = g_ptr_array_new ();
 
-  g_autofree char *raw = g_strdup_printf ("video/x-raw,format=I420,width=%d,height=%d,framerate=%d/1,"
-                                          "pixel-aspect-ratio=1/1",
-                                          room->booth_video_width, room->booth_video_height, DRAGOMAN_BOOTH_VIDEO_FPS);
+  /* no frame rate: the stage's own (thinned by decimate); black comes at 15 */
+  g_autofree char *raw = g_strdup_printf ("video/x-raw,format=I420,width=%d,height=%d,pixel-aspect-ratio=1/1",
+                                          room->booth_video_width, room->booth_video_height);
   g_autoptr (GstCaps) rawcaps = gst_caps_from_string (raw);
+  g_autofree char *black_raw = g_strdup_printf ("%s,framerate=%d/1", raw, DRAGOMAN_BOOTH_VIDEO_FPS);
+  g_autoptr (GstCaps) blackcaps = gst_caps_from_string (black_raw);
 
   /* the stage: 1 s of H.264 at most, then the newest is dropped (counted) */
   GstElement *q = add (pipeline, "queue", "booth-video-queue");
-  g_object_set (q, "max-size-time", (guint64)GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
+  g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
                 1 /* upstream */, NULL);
   g_signal_connect (q, "overrun", G_CALLBACK (on_stage_overrun), v);
   GstElement *dec = add (pipeline, "avdec_h264", "booth-video-decode");
   /* one thread: frame threads would add a frame of delay each; a broken frame is
    * dropped rather than shown smeared */
   g_object_set (dec, "max-threads", 1, "output-corrupt", FALSE, NULL);
-  GstElement *rate = add (pipeline, "videorate", "booth-video-rate");
-  /* drop-only: never duplicates, so the gate's gaps are not filled with copies */
-  g_object_set (rate, "drop-only", TRUE, NULL);
   GstElement *scale = add (pipeline, "videoscale", "booth-video-scale");
   GstElement *conv = add (pipeline, "videoconvert", "booth-video-convert");
   GstElement *caps = add (pipeline, "capsfilter", "booth-video-caps");
@@ -195,13 +233,15 @@ dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, 
   g_autoptr (GstPad) qsink = gst_element_get_static_pad (q, "sink");
   gst_pad_add_probe (qsink, GST_PAD_PROBE_TYPE_BUFFER, stage_gate, v, NULL);
   gst_pad_link (stage_h264, qsink);
-  gst_element_link_many (q, dec, rate, scale, conv, caps, NULL);
+  gst_element_link_many (q, dec, scale, conv, caps, NULL);
+  g_autoptr (GstPad) dsrc = gst_element_get_static_pad (dec, "src");
+  gst_pad_add_probe (dsrc, GST_PAD_PROBE_TYPE_BUFFER, decimate, v, NULL);
 
   /* black while the stage is lost: the page says why, in the interpreter's language */
   GstElement *black = add (pipeline, "videotestsrc", "booth-video-black");
   g_object_set (black, "is-live", TRUE, "pattern", 2 /* black */, NULL);
   GstElement *bcaps = add (pipeline, "capsfilter", "booth-video-black-caps");
-  g_object_set (bcaps, "caps", rawcaps, NULL);
+  g_object_set (bcaps, "caps", blackcaps, NULL);
   gst_element_link (black, bcaps);
 
   v->select = add (pipeline, "input-selector", "booth-video-select");
@@ -218,7 +258,7 @@ dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, 
    * cpu-used 8 cost about 1 % of a core at 640x360 (docs/performance.md); the
    * 1000/500/600 ms rate buffer is libwebrtc's */
   v->enc = add (pipeline, "vp8enc", "booth-video-encode");
-  g_object_set (v->enc, "deadline", (gint64)1, "cpu-used", 8, "target-bitrate", room->booth_video_kbps * 1000,
+  g_object_set (v->enc, "deadline", (gint64) 1, "cpu-used", 8, "target-bitrate", room->booth_video_kbps * 1000,
                 "keyframe-max-dist", DRAGOMAN_BOOTH_VIDEO_GOP_FRAMES, "lag-in-frames", 0, "threads", 1, "buffer-size",
                 1000, "buffer-initial-size", 500, "buffer-optimal-size", 600, "max-quantizer", 56, NULL);
   gst_util_set_object_arg (G_OBJECT (v->enc), "end-usage", "cbr");

@@ -2,7 +2,7 @@
  * per room, shared by every browser booth's WebRTC peer.
  *
  *   stage H.264 ─ tee ─ (program)
- *                  └ gate ─ queue(leaky) ─ avdec_h264 ─ videorate(drop-only) ─ scale ─┐
+ *                  └ gate ─ queue(leaky) ─ avdec_h264 ─ 15 fps ─ scale ──────────────┐
  *   black (videotestsrc, the same caps) ───────────────────────────────────── input-selector
  *     ─ gate ─ vp8enc ─ appsink ⇒ per peer: appsrc (bounded, own thread) ─ rtpvp8pay ─ webrtcbin
  *
@@ -44,8 +44,8 @@ typedef struct _DragomanBoothVideo DragomanBoothVideo;
 DragomanBoothVideo *dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, GstPad *stage_h264);
 void dragoman_booth_video_free (DragomanBoothVideo *video);
 void dragoman_booth_video_set_stage_live (DragomanBoothVideo *video, gboolean live);
-/* a peer's appsrc (caps video/x-vp8 set here): gets every encoded frame from the
- * next keyframe on, until removed (main thread) */
+/* a peer's appsrc, before it starts (its caps, format and bounds are set here):
+ * gets every encoded frame from the next keyframe on, until removed (main thread) */
 void dragoman_booth_video_add (DragomanBoothVideo *video, GstElement *appsrc);
 void dragoman_booth_video_remove (DragomanBoothVideo *video, GstElement *appsrc);
 /* any thread: a keyframe soon (rate-limited room-wide) */
