@@ -31,7 +31,7 @@ struct _DragomanBoothVideo {
   GstClockTime next_slot; /* the decoder's src pad probe: the next stage frame to keep */
   /* the selector's src pad probe (one streaming thread) */
   GstSegment segment;
-  GstClockTime last_rt;
+  GstClockTime last_rt, enc_slot; /* enc_slot: the grid again, across switches */
   gint64 last_forced_us;
   /* counters (atomics) */
   guint64 frames, keyframes, forced, dropped, stage_dropped;
@@ -87,22 +87,28 @@ on_stage_overrun (GstElement *queue, gpointer data)
 /* The stage's frames thinned to 15 fps, by their running time, before scaling.
  * (videorate, tried first, paces on its own timeline: after the gate had been
  * closed it passed every frame, stamped seconds behind the stage.) */
+static gboolean
+on_grid (GstClockTime *next_slot, GstClockTime rt)
+{
+  /* 1 ms of slack: a 30 fps stage's every other frame lands on the slot */
+  if (GST_CLOCK_TIME_IS_VALID (*next_slot) && rt + GST_MSECOND < *next_slot)
+    return FALSE;
+  /* keep the 15 fps grid while frames come; after a gap start a new one */
+  if (GST_CLOCK_TIME_IS_VALID (*next_slot) && rt < *next_slot + FRAME_TIME)
+    *next_slot += FRAME_TIME;
+  else
+    *next_slot = rt + FRAME_TIME;
+  return TRUE;
+}
+
 static GstPadProbeReturn
 decimate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
   DragomanBoothVideo *v = data;
   GstClockTime rt = dragoman_pad_running_time (pad, GST_PAD_PROBE_INFO_BUFFER (info));
-  if (!GST_CLOCK_TIME_IS_VALID (rt))
-    return GST_PAD_PROBE_DROP;
-  /* 1 ms of slack: a 30 fps stage's every other frame lands on the slot */
-  if (GST_CLOCK_TIME_IS_VALID (v->next_slot) && rt + GST_MSECOND < v->next_slot)
-    return GST_PAD_PROBE_DROP;
-  /* keep the 15 fps grid while frames come; after a gap start a new one */
-  if (GST_CLOCK_TIME_IS_VALID (v->next_slot) && rt < v->next_slot + FRAME_TIME)
-    v->next_slot += FRAME_TIME;
-  else
-    v->next_slot = rt + FRAME_TIME;
-  return GST_PAD_PROBE_OK;
+  gboolean keep = GST_CLOCK_TIME_IS_VALID (rt) && on_grid (&v->next_slot, rt);
+  GST_LOG ("stage frame at %" GST_TIME_FORMAT ": %s", GST_TIME_ARGS (rt), keep ? "kept" : "dropped");
+  return keep ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
 }
 
 /* Before the encoder: one timeline, the room's running time. The stage's and
@@ -143,8 +149,12 @@ encoder_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   if (!g_atomic_int_get (&v->on) || !buf || !GST_BUFFER_PTS_IS_VALID (buf) || v->segment.format != GST_FORMAT_TIME)
     return GST_PAD_PROBE_DROP;
   GstClockTime rt = gst_segment_to_running_time (&v->segment, GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
-  if (!GST_CLOCK_TIME_IS_VALID (rt) || (GST_CLOCK_TIME_IS_VALID (v->last_rt) && rt <= v->last_rt))
+  if (!GST_CLOCK_TIME_IS_VALID (rt) || (GST_CLOCK_TIME_IS_VALID (v->last_rt) && rt <= v->last_rt) ||
+      !on_grid (&v->enc_slot, rt)) {
+    GST_LOG ("encoder input at %" GST_TIME_FORMAT " dropped (last %" GST_TIME_FORMAT ")", GST_TIME_ARGS (rt),
+             GST_TIME_ARGS (v->last_rt));
     return GST_PAD_PROBE_DROP;
+  }
   v->last_rt = rt;
   buf = gst_buffer_make_writable (buf);
   GST_BUFFER_PTS (buf) = rt;
@@ -204,7 +214,7 @@ dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, 
   v->room = room;
   v->pipeline = pipeline;
   v->last_rt = GST_CLOCK_TIME_NONE;
-  v->next_slot = GST_CLOCK_TIME_NONE;
+  v->next_slot = v->enc_slot = GST_CLOCK_TIME_NONE;
   v->stage_need_key = 1;
   gst_segment_init (&v->segment, GST_FORMAT_UNDEFINED);
   g_mutex_init (&v->lock);

@@ -103,17 +103,20 @@ async function waitFor(p, fn, arg, timeout, what) {
   }
 }
 
-// mean luma of the decoded frame (0-255) and the frame counter
-const look = () => page.evaluate(() => {
+// mean luma of the decoded frame (0-255), the frame counter, and what WebRTC received
+const look = () => page.evaluate(async () => {
   const v = document.querySelector('#stage-video');
-  if (!v.videoWidth) return { luma: -1, frames: 0 };
+  let rx = null;
+  const pc = window.dragomanBooth.pc;
+  if (pc) (await pc.getStats()).forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'video') rx = x.framesReceived; });
+  if (!v.videoWidth) return { luma: -1, frames: 0, rx };
   const c = new OffscreenCanvas(v.videoWidth, v.videoHeight);
   const g = c.getContext('2d');
   g.drawImage(v, 0, 0);
   const d = g.getImageData(0, 0, c.width, c.height).data;
   let sum = 0;
   for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
-  return { luma: sum / (d.length / 4) / 3, frames: v.getVideoPlaybackQuality().totalVideoFrames };
+  return { luma: sum / (d.length / 4) / 3, frames: v.getVideoPlaybackQuality().totalVideoFrames, rx };
 });
 
 async function until(pred, timeout) {
@@ -125,6 +128,11 @@ async function until(pred, timeout) {
     await sleep(50);
   }
   return { ms: null, last };
+}
+
+async function stageLosses() {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number((/^dragoman_stage_losses_total\{room="main"\} (\d+)/m.exec(text) || [])[1]);
 }
 
 async function metrics() {
@@ -145,17 +153,34 @@ test('an SRT stage: the booth page decodes the stage picture (the server\'s VP8,
   await waitFor(page, () => window.dragomanBooth.stats.video.firstFrameAt, null, 10000, 'the first decoded frame');
   const st = await page.evaluate(() => window.dragomanBooth.stats);
   measured.firstMs = st.video.firstFrameAt - st.joinedAt;
-  const a = await look();
-  await sleep(2000);
-  const b = await look();
-  const fps = (b.frames - a.frames) / 2;
+  // frames over 3 s of a live stage (a loaded machine's sender can stall: then
+  // the window is taken again, 3 times at most, and the stalls are reported)
+  let a;
+  let b;
+  let stalls = 0;
+  for (let i = 0; i < 3; i++) {
+    const losses0 = await stageLosses();
+    a = await look();
+    await sleep(3000);
+    b = await look();
+    if (await stageLosses() === losses0 && await apiStage() === 'live') break;
+    stalls++;
+  }
+  measured.stageStalls = stalls;
+  const fps = (b.frames - a.frames) / 3;
+  const rxFps = (b.rx - a.rx) / 3;
+  measured.fps = fps;
+  measured.rxFps = rxFps;
   assert(await page.evaluate(() => document.querySelector('#stage-video').videoWidth) === 640, 'not 640 wide');
-  assert(fps >= 5, `${fmt(fps, 1)} frames/s decoded`);
-  assert(b.luma > 40, `the colour bars are dark: mean luma ${fmt(b.luma, 1)}`);
-  assert(await page.isHidden('#stage-lost'), 'stage-lost caption shown while live');
+  // 15 fps sent: the picture must move (a third of that still proves it on a loaded machine)
+  assert(fps >= 5, `${fmt(fps, 1)} frames/s decoded (${fmt(rxFps, 1)} received)`);
+  // the colour bars, once the stage is live (a loaded machine can lose it for a moment)
+  const bars = await until((x) => x.luma > 40, 10000);
+  assert(bars.ms !== null, `the colour bars never showed: mean luma ${fmt(bars.last.luma, 1)}; stage ${await apiStage()}`);
+  assert(await page.isHidden('#stage-lost') || await apiStage() !== 'live', 'stage-lost caption shown while live');
   await page.screenshot({ path: path.join(ARTIFACTS, 'booth-video-live.png') });
   return `stage live ${measured.liveMs} ms after ffmpeg; first frame ${fmt(measured.firstMs)} ms after joined `
-    + `(${fmt(st.video.firstFrameAt - st.video.trackAt)} ms after the track); ${fmt(fps, 1)} frames/s; luma ${fmt(b.luma, 0)}`;
+    + `(${fmt(st.video.firstFrameAt - st.video.trackAt)} ms after the track); ${fmt(fps, 1)} frames/s decoded, ${fmt(rxFps, 1)} received; luma ${fmt(bars.last.luma, 0)}${stalls ? `; the stage stalled in ${stalls} window(s)` : ''}`;
 });
 
 test(`SIGKILL the sender: the stage-lost caption and a black picture within ${LOST_MAX_MS} ms, frames still flowing`, async () => {
