@@ -74,7 +74,7 @@ stage_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
-/* the decoder fell 1 s behind (a 4K stage on a busy machine): the queue drops
+/* the decoder fell 60 frames behind (a 4K stage on a busy machine): the queue drops
  * the newest, so what follows must wait for a keyframe */
 static void
 on_stage_overrun (GstElement *queue, gpointer data)
@@ -227,9 +227,12 @@ dragoman_booth_video_new (GstElement *pipeline, const DragomanRoomConfig *room, 
   g_autofree char *black_raw = g_strdup_printf ("%s,framerate=%d/1", raw, DRAGOMAN_BOOTH_VIDEO_FPS);
   g_autoptr (GstCaps) blackcaps = gst_caps_from_string (black_raw);
 
-  /* the stage: 1 s of H.264 at most, then the newest is dropped (counted) */
+  /* the stage: 60 frames of H.264 at most (2 s at 30 fps), then the newest are
+   * dropped (counted). Counted in frames, not time: an SRT stage's timestamps
+   * jitter under load, and a time limit read the jitter as a full queue (overruns
+   * seen with 0.3 s of frames in it) */
   GstElement *q = add (pipeline, "queue", "booth-video-queue");
-  g_object_set (q, "max-size-time", (guint64) GST_SECOND, "max-size-buffers", 0, "max-size-bytes", 0, "leaky",
+  g_object_set (q, "max-size-time", (guint64) 0, "max-size-buffers", 60, "max-size-bytes", 0, "leaky",
                 1 /* upstream */, NULL);
   g_signal_connect (q, "overrun", G_CALLBACK (on_stage_overrun), v);
   GstElement *dec = add (pipeline, "avdec_h264", "booth-video-decode");
