@@ -172,7 +172,11 @@ encoder_gate (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   return GST_PAD_PROBE_OK;
 }
 
-/* The encoder's thread: every frame to every consumer, by reference. */
+/* The encoder's thread: every frame to every consumer, by reference. Each peer's
+ * appsrc stamps it on the way out (do-timestamp), as the return feed's Opus is:
+ * a live appsrc waits for a buffer's running time, and an SRT stage's frames are
+ * stamped up to ~0.5 s ahead of the clock (tsdemux), which held every frame back
+ * that long, tripped the backlog rule and left 4-5 fps of 15 (seen). */
 static GstFlowReturn
 on_frame (GstAppSink *sink, gpointer data)
 {
@@ -182,14 +186,20 @@ on_frame (GstAppSink *sink, gpointer data)
   if (!buf)
     return GST_FLOW_OK;
   gboolean key = !GST_BUFFER_FLAG_IS_SET (buf, GST_BUFFER_FLAG_DELTA_UNIT);
+  GST_LOG ("encoded %s at %" GST_TIME_FORMAT ", %" G_GSIZE_FORMAT " bytes", key ? "keyframe" : "frame",
+           GST_TIME_ARGS (GST_BUFFER_PTS (buf)), gst_buffer_get_size (buf));
   count (&v->frames);
   if (key)
     count (&v->keyframes);
+  GstBuffer *out = gst_buffer_copy (buf); /* metadata only: the frame's memory is shared */
+  GST_BUFFER_PTS (out) = GST_BUFFER_DTS (out) = GST_CLOCK_TIME_NONE;
   g_mutex_lock (&v->lock);
   for (guint i = 0; i < v->consumers->len; i++) {
     Consumer *c = v->consumers->pdata[i];
-    if (c->need_key && !key)
+    if (c->need_key && !key) {
+      GST_LOG ("%s waits for a keyframe", GST_OBJECT_NAME (c->appsrc));
       continue;
+    }
     if (gst_app_src_get_current_level_buffers (GST_APP_SRC (c->appsrc)) >= MAX_BACKLOG_FRAMES) {
       if (!c->need_key)
         GST_INFO ("room %s: %s is %d frames behind: dropping up to the next keyframe", v->room->id,
@@ -199,9 +209,10 @@ on_frame (GstAppSink *sink, gpointer data)
       continue;
     }
     c->need_key = FALSE;
-    gst_app_src_push_buffer (GST_APP_SRC (c->appsrc), gst_buffer_ref (buf));
+    gst_app_src_push_buffer (GST_APP_SRC (c->appsrc), gst_buffer_ref (out));
   }
   g_mutex_unlock (&v->lock);
+  gst_buffer_unref (out);
   return GST_FLOW_OK;
 }
 
@@ -327,7 +338,7 @@ void
 dragoman_booth_video_add (DragomanBoothVideo *v, GstElement *appsrc)
 {
   g_autoptr (GstCaps) caps = gst_caps_from_string ("video/x-vp8");
-  g_object_set (appsrc, "caps", caps, "format", GST_FORMAT_TIME, "is-live", TRUE, "do-timestamp", FALSE, "max-bytes",
+  g_object_set (appsrc, "caps", caps, "format", GST_FORMAT_TIME, "is-live", TRUE, "do-timestamp", TRUE, "max-bytes",
                 (guint64)0, "max-buffers", (guint64)(2 * MAX_BACKLOG_FRAMES), "leaky-type",
                 2 /* downstream: drop old */, NULL);
   Consumer *c = g_new0 (Consumer, 1);

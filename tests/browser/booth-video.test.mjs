@@ -108,7 +108,13 @@ const look = () => page.evaluate(async () => {
   const v = document.querySelector('#stage-video');
   let rx = null;
   const pc = window.dragomanBooth.pc;
-  if (pc) (await pc.getStats()).forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'video') rx = x.framesReceived; });
+  let net = null;
+  if (pc) (await pc.getStats()).forEach((x) => {
+    if (x.type !== 'inbound-rtp' || x.kind !== 'video') return;
+    rx = x.framesReceived;
+    net = { packets: x.packetsReceived, lost: x.packetsLost, nack: x.nackCount, pli: x.pliCount, fir: x.firCount, keys: x.keyFramesDecoded, dropped: x.framesDropped };
+  });
+  window.__net = net;
   if (!v.videoWidth) return { luma: -1, frames: 0, rx };
   const c = new OffscreenCanvas(v.videoWidth, v.videoHeight);
   const g = c.getContext('2d');
@@ -172,15 +178,19 @@ test('an SRT stage: the booth page decodes the stage picture (the server\'s VP8,
   measured.fps = fps;
   measured.rxFps = rxFps;
   assert(await page.evaluate(() => document.querySelector('#stage-video').videoWidth) === 640, 'not 640 wide');
-  // 15 fps sent: the picture must move (a third of that still proves it on a loaded machine)
-  assert(fps >= 5, `${fmt(fps, 1)} frames/s decoded (${fmt(rxFps, 1)} received)`);
+  // 15 fps sent: two thirds of it must arrive (4-5 fps did while each peer's appsrc
+  // waited for the SRT stage's early timestamps); the page may paint fewer on a
+  // loaded machine, but must paint a moving picture
+  const net = JSON.stringify(await page.evaluate(() => window.__net));
+  assert(rxFps >= 10, `${fmt(rxFps, 1)} frames/s received (${fmt(fps, 1)} decoded; ${net})`);
+  assert(fps >= 5, `${fmt(fps, 1)} frames/s decoded (${fmt(rxFps, 1)} received; ${net})`);
   // the colour bars, once the stage is live (a loaded machine can lose it for a moment)
   const bars = await until((x) => x.luma > 40, 10000);
   assert(bars.ms !== null, `the colour bars never showed: mean luma ${fmt(bars.last.luma, 1)}; stage ${await apiStage()}`);
   assert(await page.isHidden('#stage-lost') || await apiStage() !== 'live', 'stage-lost caption shown while live');
   await page.screenshot({ path: path.join(ARTIFACTS, 'booth-video-live.png') });
   return `stage live ${measured.liveMs} ms after ffmpeg; first frame ${fmt(measured.firstMs)} ms after joined `
-    + `(${fmt(st.video.firstFrameAt - st.video.trackAt)} ms after the track); ${fmt(fps, 1)} frames/s decoded, ${fmt(rxFps, 1)} received; luma ${fmt(bars.last.luma, 0)}${stalls ? `; the stage stalled in ${stalls} window(s)` : ''}`;
+    + `(${fmt(st.video.firstFrameAt - st.video.trackAt)} ms after the track); ${fmt(fps, 1)} frames/s decoded, ${fmt(rxFps, 1)} received (${JSON.stringify(await page.evaluate(() => window.__net))}); luma ${fmt(bars.last.luma, 0)}${stalls ? `; the stage stalled in ${stalls} window(s)` : ''}`;
 });
 
 test(`SIGKILL the sender: the stage-lost caption and a black picture within ${LOST_MAX_MS} ms, frames still flowing`, async () => {
