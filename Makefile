@@ -7,7 +7,7 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS     = gstreamer-1.0 gstreamer-base-1.0 gstreamer-app-1.0 gstreamer-audio-1.0 \
+PKGS     = gstreamer-1.0 gstreamer-base-1.0 gstreamer-app-1.0 gstreamer-audio-1.0 gstreamer-video-1.0 \
            gstreamer-controller-1.0 gstreamer-webrtc-1.0 gstreamer-sdp-1.0 gstreamer-pbutils-1.0 \
            libwebsockets json-glib-1.0 opus
 CFLAGS  ?= -O2 -g

@@ -329,6 +329,9 @@ broadcast_state (DragomanBooth *b)
     else
       json_builder_add_null_value (j);
     add_str (j, "channel_state", dragoman_channel_mode_name (dragoman_channel_get_mode (b->out)));
+    /* the page says why its picture is black */
+    json_builder_set_member_name (j, "stage_live");
+    json_builder_add_boolean_value (j, dragoman_stage_is_live (dragoman_room_get_stage (b->room)));
     json_builder_set_member_name (j, "listeners");
     json_builder_add_int_value (j, st.listeners);
     json_builder_set_member_name (j, "interpreters");
@@ -475,7 +478,7 @@ dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc s
   g_autofree char *peer_name = g_strdup_printf ("peer-%s-%s", b->config->lang, i->id);
   i->peer = dragoman_webrtc_peer_new (dragoman_room_get_pipeline (b->room), peer_name, b->selector,
                                       dragoman_room_get_server_config (b->room), b->config->jitter_ms,
-                                      &peer_callbacks, i);
+                                      dragoman_room_get_booth_video (b->room), &peer_callbacks, i);
   set_listen (i, "floor");
   g_ptr_array_add (b->interpreters, i);
   GST_INFO ("booth %s/%s: %s joined (%u in the booth)", b->config->room_id, b->config->lang, name,
@@ -503,6 +506,17 @@ dragoman_booth_join (DragomanBooth *b, const char *name, DragomanBoothSendFunc s
     json_builder_end_object (j);
   }
   json_builder_end_array (j);
+  /* the stage's picture: the page offers a video m-line for it only if there is one */
+  const DragomanRoomConfig *rc = dragoman_room_get_config (b->room);
+  if (dragoman_room_get_booth_video (b->room)) {
+    json_builder_set_member_name (j, "video");
+    json_builder_begin_object (j);
+    json_builder_set_member_name (j, "width");
+    json_builder_add_int_value (j, rc->booth_video_width);
+    json_builder_set_member_name (j, "height");
+    json_builder_add_int_value (j, rc->booth_video_height);
+    json_builder_end_object (j);
+  }
   json_builder_set_member_name (j, "ice_servers");
   json_builder_begin_array (j);
   const DragomanConfig *sc = dragoman_room_get_server_config (b->room);
@@ -651,6 +665,13 @@ dragoman_booth_handle (DragomanBooth *b, DragomanInterpreter *i, JsonObject *msg
 }
 
 /* ---- the AV crew's side ----------------------------------------------------- */
+
+void
+dragoman_booth_stage_changed (DragomanBooth *b)
+{
+  if (b->interpreters->len)
+    broadcast_state (b);
+}
 
 void
 dragoman_booth_set_crew_mute (DragomanBooth *b, gboolean mute)

@@ -47,6 +47,9 @@ void dragoman_booth_leave (DragomanBooth *booth, DragomanInterpreter *interprete
 void dragoman_booth_handle (DragomanBooth *booth, DragomanInterpreter *interpreter, JsonObject *message);
 guint dragoman_booth_n_interpreters (DragomanBooth *booth);
 
+/* the stage went live or was lost: the consoles show it (main thread) */
+void dragoman_booth_stage_changed (DragomanBooth *booth);
+
 /* the AV crew's side (main thread) */
 void dragoman_booth_set_crew_mute (DragomanBooth *booth, gboolean mute);
 gboolean dragoman_booth_kick (DragomanBooth *booth, const char *interpreter_id, const char *by);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +45,8 @@ static const char *const server_keys[] = { "address", "port",        "web-root",
 static const char *const webrtc_keys[] = { "stun-server", "turn-server", "ice-addresses", NULL };
 static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
 static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
-                                         "opus-bitrate", "duck-db", "hls", "hls-segment-seconds", "hls-window", NULL };
+                                         "opus-bitrate", "duck-db", "hls", "hls-segment-seconds", "hls-window",
+                                         "booth-video", "booth-video-kbps", NULL };
 /* stage-* and booth sources may add their own keys: they become ${vars} */
 
 typedef struct {
@@ -314,6 +316,16 @@ parse_room (Parser *p, DragomanConfig *c, const char *group, const char *id)
   r->hls = g_str_equal (hls, "true");
   if (!get_int (p, group, "hls-segment-seconds", 2, 1, 10, &r->hls_segment_seconds) ||
       !get_int (p, group, "hls-window", 6, 3, 100, &r->hls_window))
+    return FALSE;
+  /* the stage's picture in the browser booths: "off" or WIDTHxHEIGHT (booth_video.c) */
+  g_autofree char *bv = get_string (p, group, "booth-video", "640x360");
+  char extra;
+  if (!g_str_equal (bv, "off") &&
+      (sscanf (bv, "%dx%d%c", &r->booth_video_width, &r->booth_video_height, &extra) != 2 ||
+       r->booth_video_width < 160 || r->booth_video_width > 1920 || r->booth_video_height < 90 ||
+       r->booth_video_height > 1080 || r->booth_video_width % 2 || r->booth_video_height % 2))
+    return fail (p, group, "booth-video", "'%s' is not off or an even WIDTHxHEIGHT from 160x90 to 1920x1080", bv);
+  if (!get_int (p, group, "booth-video-kbps", 400, 50, 4000, &r->booth_video_kbps))
     return FALSE;
 
   g_autofree char *langs = get_string (p, group, "languages", "");

@@ -64,6 +64,8 @@ typedef struct {
   gboolean hls;      /* HLS with one audio rendition per channel */
   int hls_segment_seconds;
   int hls_window;    /* segments in a media playlist */
+  int booth_video_width, booth_video_height; /* the stage to browser booths; 0: off */
+  int booth_video_kbps;
   GPtrArray *booths; /* DragomanBoothConfig* */
   DragomanRecordConfig *record; /* NULL: no [record ROOM] */
 } DragomanRoomConfig;

@@ -41,6 +41,45 @@ static const FanoutMetric fanout_metrics[] = {
 
 /* recordings and restreams: labels room, output (the restream's name or
  * "record"), kind (recording, rtmp, srt) */
+/* the stage's picture for the browser booths (booth_video.c): rooms that have one */
+static void
+append_booth_video_metrics (DragomanServer *server, GString *s)
+{
+  static const struct {
+    const char *name, *type, *help;
+    gsize offset;
+  } bm[] = {
+      {"dragoman_booth_video_peers", "gauge", "WebRTC peers taking the room's booth video (0: the encoder is idle)",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, consumers)},
+      {"dragoman_booth_video_frames_total", "counter", "VP8 frames encoded for the booths",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, frames)},
+      {"dragoman_booth_video_keyframes_total", "counter", "VP8 keyframes encoded for the booths",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, keyframes)},
+      {"dragoman_booth_video_forced_keyframes_total", "counter",
+       "keyframes forced for a joining booth or a browser's PLI/FIR (at most 2 a second)",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, forced)},
+      {"dragoman_booth_video_dropped_total", "counter", "frames not sent to a slow booth (it resumes at a keyframe)",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, dropped)},
+      {"dragoman_booth_video_stage_dropped_total", "counter",
+       "stage H.264 frames the booth video's decoder fell behind on",
+       G_STRUCT_OFFSET (DragomanBoothVideoStats, stage_dropped)},
+  };
+  for (guint m = 0; m < G_N_ELEMENTS (bm); m++) {
+    g_string_append_printf (s, "# HELP %s %s\n# TYPE %s %s\n", bm[m].name, bm[m].help, bm[m].name, bm[m].type);
+    for (guint r = 0; r < server->rooms->len; r++) {
+      DragomanRoom *room = server->rooms->pdata[r];
+      DragomanBoothVideo *bv = dragoman_room_get_booth_video (room);
+      if (!bv)
+        continue;
+      DragomanBoothVideoStats st;
+      dragoman_booth_video_get_stats (bv, &st);
+      guint64 v = m == 0 ? st.consumers : *(guint64 *)((guint8 *)&st + bm[m].offset);
+      g_string_append_printf (s, "%s{room=\"%s\"} %" G_GUINT64_FORMAT "\n", bm[m].name,
+                              dragoman_room_get_config (room)->id, v);
+    }
+  }
+}
+
 static void
 append_output_metrics (DragomanServer *server, GString *s)
 {
@@ -142,6 +181,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
     g_string_append_printf (s, "dragoman_stage_losses_total{room=\"%s\"} %u\n", dragoman_room_get_config (room)->id,
                             dragoman_stage_get_losses (dragoman_room_get_stage (room)));
   }
+  append_booth_video_metrics (server, s);
   append_output_metrics (server, s);
   g_string_append (s, "# HELP dragoman_channel_interpretation 1 while a live interpreter is on the channel\n"
                       "# TYPE dragoman_channel_interpretation gauge\n");

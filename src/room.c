@@ -10,6 +10,7 @@
  * streaming thread: six encoders use both cores, and a slow one delays no other. */
 #include "room.h"
 
+#include "booth_video.h"
 #include "hls.h"
 #include "output.h"
 #include "program.h"
@@ -33,9 +34,10 @@ struct _DragomanRoom {
   gboolean playing;
   GHashTable *levels; /* "floor", "channel:hy", "booth:hy" → DragomanLevel; main thread */
   DragomanStage *stage;
-  DragomanProgram *program; /* NULL: no output needs video or AAC */
-  DragomanHls *hls;         /* NULL: HLS off */
-  GPtrArray *outputs;       /* DragomanOutput*: the recording (if any) first, then restreams */
+  DragomanProgram *program;        /* NULL: no output needs video or AAC */
+  DragomanHls *hls;                /* NULL: HLS off */
+  DragomanBoothVideo *booth_video; /* NULL: no browser booth, no stage video, or off */
+  GPtrArray *outputs;              /* DragomanOutput*: the recording (if any) first, then restreams */
   DragomanRoomStageFunc stage_func;
   gpointer stage_data;
   GHashTable *voice_select; /* lang → input-selector (rooms with retour) */
@@ -150,6 +152,9 @@ on_stage_change (gpointer data, gboolean live)
   DragomanRoom *room = data;
   dragoman_program_set_stage_live (room->program, live);
   dragoman_hls_set_stage_live (room->hls, live);
+  dragoman_booth_video_set_stage_live (room->booth_video, live);
+  for (guint i = 0; i < room->booths->len; i++)
+    dragoman_booth_stage_changed (room->booths->pdata[i]);
   if (room->stage_func)
     room->stage_func (room, live, room->stage_data);
 }
@@ -328,14 +333,30 @@ dragoman_room_new (const DragomanConfig *config, const DragomanRoomConfig *rc, g
   gboolean restreamed = FALSE;
   for (guint i = 0; i < config->restreams->len; i++)
     restreamed |= g_str_equal (((DragomanRestreamConfig *) config->restreams->pdata[i])->room_id, rc->id);
+  gboolean browser_booth = FALSE;
+  for (guint i = 0; i < rc->booths->len; i++)
+    browser_booth |= g_str_equal (((DragomanBoothConfig *) rc->booths->pdata[i])->source, "browser");
+  GstPad *program_video = stage_video; /* or the tee's pad for it */
+  g_autoptr (GstPad) tprogram = NULL;
+  if (stage_video && browser_booth && rc->booth_video_width > 0) {
+    /* the stage's H.264 to the program and to the booths' own small encode; each
+     * branch starts with a leaky queue, so neither can hold the other up */
+    GstElement *vtee = add (room->pipeline, "tee", "stage-video");
+    g_object_set (vtee, "allow-not-linked", TRUE, NULL);
+    g_autoptr (GstPad) tsink = gst_element_get_static_pad (vtee, "sink");
+    gst_pad_link (stage_video, tsink);
+    g_autoptr (GstPad) tbooths = gst_element_request_pad_simple (vtee, "src_%u");
+    room->booth_video = dragoman_booth_video_new (room->pipeline, rc, tbooths);
+    program_video = tprogram = gst_element_request_pad_simple (vtee, "src_%u");
+  }
   if (rc->hls || rc->record || restreamed) {
     room->program = dragoman_program_new (room->pipeline, rc);
-    dragoman_program_link_video (room->program, stage_video);
-  } else if (stage_video) {
+    dragoman_program_link_video (room->program, program_video);
+  } else if (program_video) {
     GstElement *vsink = add (room->pipeline, "fakesink", "video-sink");
     g_object_set (vsink, "sync", FALSE, "async", FALSE, NULL);
     g_autoptr (GstPad) vpad = gst_element_get_static_pad (vsink, "sink");
-    gst_pad_link (stage_video, vpad);
+    gst_pad_link (program_video, vpad);
   }
 
   /* channels: orig, then one per language with its booth */
@@ -444,7 +465,8 @@ dragoman_room_free (DragomanRoom *room)
   dragoman_program_stop (room->program);
   gst_element_set_state (room->pipeline, GST_STATE_NULL);
   g_ptr_array_unref (room->outputs);
-  g_ptr_array_unref (room->booths);
+  g_ptr_array_unref (room->booths); /* before the booth video: their peers leave it */
+  dragoman_booth_video_free (room->booth_video);
   dragoman_stage_free (room->stage);
   dragoman_hls_free (room->hls);
   dragoman_program_free (room->program);
@@ -536,6 +558,12 @@ dragoman_room_find_output (DragomanRoom *room, const char *name)
     if (g_str_equal (dragoman_output_get_name (room->outputs->pdata[i]), name))
       return room->outputs->pdata[i];
   return NULL;
+}
+
+DragomanBoothVideo *
+dragoman_room_get_booth_video (DragomanRoom *room)
+{
+  return room->booth_video;
 }
 
 DragomanHls *

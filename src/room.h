@@ -4,6 +4,7 @@
  * threads which only push packets into the fanouts. */
 #pragma once
 #include "booth.h"
+#include "booth_video.h"
 #include "channel.h"
 #include "config.h"
 #include "hls.h"
@@ -34,6 +35,8 @@ GstElement *dragoman_room_get_pipeline (DragomanRoom *room);
 const DragomanConfig *dragoman_room_get_server_config (DragomanRoom *room);
 DragomanStage *dragoman_room_get_stage (DragomanRoom *room);
 DragomanHls *dragoman_room_get_hls (DragomanRoom *room); /* NULL: HLS off */
+/* the stage's picture for browser booths; NULL: none in this room */
+struct _DragomanBoothVideo *dragoman_room_get_booth_video (DragomanRoom *room);
 /* the recording (if configured) and this room's restreams: DragomanOutput* */
 GPtrArray *dragoman_room_get_outputs (DragomanRoom *room);
 /* retour: can channel `lang` take another booth's voice; which booth it carries;

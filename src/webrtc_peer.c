@@ -7,6 +7,7 @@
 
 #include <gst/app/gstappsrc.h>
 #include <gst/sdp/sdp.h>
+#include <gst/video/video.h>
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
 #include <json-glib/json-glib.h>
@@ -22,6 +23,9 @@ struct _DragomanWebrtcPeer {
   char *name;
   GstElement *pipeline, *parent, *bin, *webrtc, *ret_src, *voice_target, *pay, *rtpcaps;
   gint ret_linked; /* atomic */
+  DragomanBoothVideo *video; /* the room's stage picture, or NULL */
+  GstElement *vid_src;       /* our consumer of it, once the offer asked for video (main thread) */
+  gint vid_linked;           /* atomic */
   GstPad *voice_pad; /* request pad on voice_target, once media flows */
   const DragomanWebrtcPeerCallbacks *cb;
   gpointer owner;
@@ -137,6 +141,12 @@ on_ice_state (GstElement *webrtc, GParamSpec *pspec, gpointer data)
   GstWebRTCICEConnectionState state;
   g_object_get (webrtc, "ice-connection-state", &state, NULL);
   static const char *names[] = { "new", "checking", "connected", "completed", "failed", "disconnected", "closed" };
+  DragomanWebrtcPeer *p = data;
+  /* the path is up: a keyframe now, not at the end of the GOP (a first picture
+   * within a frame or two of DTLS) */
+  if ((state == GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED || state == GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED) &&
+      g_atomic_int_get (&p->vid_linked))
+    dragoman_booth_video_request_keyframe (p->video);
   if ((guint) state < G_N_ELEMENTS (names))
     to_main (data, NULL, NULL, names[state]);
 }
@@ -292,8 +302,8 @@ dragoman_webrtc_peer_get_health (DragomanWebrtcPeer *p, double *rtt_ms, double *
 
 DragomanWebrtcPeer *
 dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *voice_target,
-                          const DragomanConfig *config, int jitter_ms, const DragomanWebrtcPeerCallbacks *callbacks,
-                          gpointer owner)
+                          const DragomanConfig *config, int jitter_ms, DragomanBoothVideo *video,
+                          const DragomanWebrtcPeerCallbacks *callbacks, gpointer owner)
 {
   if (!peer_debug)
     GST_DEBUG_CATEGORY_INIT (peer_debug, "dragoman-webrtc", 0, "dragoman WebRTC peers");
@@ -304,6 +314,7 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
   p->name = g_strdup (name);
   p->pipeline = pipeline;
   p->voice_target = voice_target;
+  p->video = video;
   p->cb = callbacks;
   p->owner = owner;
   p->bin = gst_bin_new (name);
@@ -344,6 +355,79 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
   gst_element_sync_state_with_parent (p->bin);
   p->stats_timer = g_timeout_add_seconds (2, poll_stats, p);
   return p;
+}
+
+/* the browser's PLI/FIR, as rtpsession turns them into events: to the room's encoder */
+static GstPadProbeReturn
+on_video_upstream (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  DragomanWebrtcPeer *p = data;
+  if (gst_video_event_is_force_key_unit (GST_PAD_PROBE_INFO_EVENT (info))) {
+    GST_DEBUG ("%s: the browser asks for a keyframe", p->name);
+    dragoman_booth_video_request_keyframe (p->video);
+    return GST_PAD_PROBE_DROP; /* handled: appsrc has no upstream */
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+/* The stage's picture, if the offer has a video m-line with VP8 (sendonly from
+ * here): our appsrc takes the room's encoded frames, payloaded with the
+ * browser's own payload type. */
+static void
+link_video (DragomanWebrtcPeer *p, const GstSDPMessage *sdp)
+{
+  const GstSDPMedia *m = NULL;
+  for (guint i = 0; i < gst_sdp_message_medias_len (sdp) && !m; i++)
+    if (g_strcmp0 (gst_sdp_media_get_media (gst_sdp_message_get_media (sdp, i)), "video") == 0)
+      m = gst_sdp_message_get_media (sdp, i);
+  if (!m)
+    return;
+  int vp8_pt = -1;
+  for (guint k = 0; k < gst_sdp_media_formats_len (m) && vp8_pt < 0; k++) {
+    int pt = atoi (gst_sdp_media_get_format (m, k));
+    if (pt < 0 || pt > 127)
+      continue;
+    g_autoptr (GstCaps) mc = gst_sdp_media_get_caps_from_media (m, pt);
+    const char *enc = mc ? gst_structure_get_string (gst_caps_get_structure (mc, 0), "encoding-name") : NULL;
+    if (enc && g_ascii_strcasecmp (enc, "VP8") == 0)
+      vp8_pt = pt;
+  }
+  if (vp8_pt < 0) {
+    GST_WARNING ("%s: the offer's video has no VP8: no stage picture for this booth", p->name);
+    return;
+  }
+  GstBin *bin = GST_BIN (p->bin);
+  g_autofree char *sname = g_strdup_printf ("%s-video", p->name);
+  p->vid_src = gst_element_factory_make ("appsrc", sname);
+  gst_bin_add (bin, p->vid_src);
+  GstElement *pay = add (bin, "rtpvp8pay");
+  /* 15-bit picture ids, as browsers send: the receiver tells a lost frame from a late one */
+  gst_util_set_object_arg (G_OBJECT (pay), "picture-id-mode", "15-bit");
+  g_object_set (pay, "pt", vp8_pt, NULL);
+  GstElement *caps = add (bin, "capsfilter");
+  g_autofree char *cs =
+      g_strdup_printf ("application/x-rtp,media=video,encoding-name=VP8,payload=%d,clock-rate=90000", vp8_pt);
+  g_autoptr (GstCaps) rc = gst_caps_from_string (cs);
+  g_object_set (caps, "caps", rc, NULL);
+  gst_element_link_many (p->vid_src, pay, caps, NULL);
+  GstPad *wsink = gst_element_request_pad_simple (p->webrtc, "sink_%u");
+  g_autoptr (GstPad) csrc = gst_element_get_static_pad (caps, "src");
+  gst_pad_link (csrc, wsink);
+  GstWebRTCRTPTransceiver *trans = NULL;
+  g_object_get (wsink, "transceiver", &trans, NULL);
+  if (trans) {
+    g_object_set (trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, NULL);
+    g_object_unref (trans);
+  }
+  gst_object_unref (wsink);
+  g_autoptr (GstPad) vsrc = gst_element_get_static_pad (p->vid_src, "src");
+  gst_pad_add_probe (vsrc, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, on_video_upstream, p, NULL);
+  dragoman_booth_video_add (p->video, p->vid_src);
+  gst_element_sync_state_with_parent (caps);
+  gst_element_sync_state_with_parent (pay);
+  gst_element_sync_state_with_parent (p->vid_src);
+  g_atomic_int_set (&p->vid_linked, 1);
+  GST_INFO ("%s: stage picture on VP8/%d", p->name, vp8_pt);
 }
 
 gboolean
@@ -398,6 +482,8 @@ dragoman_webrtc_peer_offer (DragomanWebrtcPeer *p, const char *sdp_text, GError 
     gst_object_unref (wsink);
     g_atomic_int_set (&p->ret_linked, 1);
   }
+  if (p->video && !p->vid_src)
+    link_video (p, sdp);
   GstWebRTCSessionDescription *offer = gst_webrtc_session_description_new (GST_WEBRTC_SDP_TYPE_OFFER, sdp);
   GstPromise *promise = gst_promise_new_with_change_func (on_remote_set, peer_ref (p), peer_unref);
   g_signal_emit_by_name (p->webrtc, "set-remote-description", offer, promise);
@@ -421,6 +507,8 @@ dragoman_webrtc_peer_free (DragomanWebrtcPeer *p)
   p->closed = TRUE;
   g_source_remove (p->stats_timer);
   g_signal_handlers_disconnect_by_data (p->webrtc, p);
+  if (p->vid_src)
+    dragoman_booth_video_remove (p->video, p->vid_src); /* no frame reaches it after this */
   if (p->voice_pad) {
     GstPad *peer = gst_pad_get_peer (p->voice_pad);
     if (peer) {

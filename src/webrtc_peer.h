@@ -5,8 +5,12 @@
  * Owner: the booth (main thread). GStreamer calls back on its own threads; every
  * callback is marshalled to the main thread before it reaches the owner. The
  * return feed is a fanout listener like any other: the channel's Opus, encoded
- * once, payloaded per peer (SRTP keys differ per peer anyway). */
+ * once, payloaded per peer (SRTP keys differ per peer anyway). If the browser's
+ * offer has a VP8 video m-line and the room has a booth video, the stage's
+ * picture goes back on it the same way: encoded once (booth_video.c), payloaded
+ * with this browser's payload type. */
 #pragma once
+#include "booth_video.h"
 #include "config.h"
 #include "fanout.h"
 
@@ -25,6 +29,7 @@ typedef struct {
 
 DragomanWebrtcPeer *dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *voice_target,
                                               const DragomanConfig *config, int jitter_ms,
+                                              DragomanBoothVideo *video, /* NULL: no stage picture */
                                               const DragomanWebrtcPeerCallbacks *callbacks, gpointer owner);
 /* main thread; stops every callback, tears the peer out of the pipeline */
 void dragoman_webrtc_peer_free (DragomanWebrtcPeer *peer);

@@ -43,6 +43,7 @@ const ui = {
   requestHandover: $('request-handover'), takeOver: $('take-over'), handOver: $('hand-over'), slowDown: $('slow-down'),
   onairTime: $('onair-time'), chatLog: $('chat-log'), chatForm: $('chat-form'), chatText: $('chat-text'),
   signout: $('signout'), returnAudio: $('return-audio'), announce: $('announce'), uiLang: $('ui-lang'),
+  stagePanel: $('stage-panel'), stageVideo: $('stage-video'), stageLost: $('stage-lost'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -52,7 +53,8 @@ const stats = {
   mic: { peakDb: -Infinity }, incoming: { peakDb: -Infinity },
   sentAt: {}, // message type -> Date.now() when last sent
   received: [], // last 100 server messages: {at, msg}
-  lastError: null, trackAt: null, answerAt: null,
+  lastError: null, trackAt: null, answerAt: null, joinedAt: null,
+  video: { trackAt: null, firstFrameAt: null, frames: 0 }, // the stage's picture
 };
 const audio = { ctx: null, returnNode: null, returnAnalyser: null, micAnalyser: null, micSource: null, returnSource: null };
 let session = null; // the current sign-in, across reconnects
@@ -232,6 +234,7 @@ class Session {
 
   async onJoined(m) {
     this.joined = m;
+    stats.joinedAt = Date.now();
     this.backoff = RECONNECT_MIN_MS;
     stats.phase = 'joined';
     stats.id = m.id;
@@ -289,7 +292,14 @@ class Session {
     const track = mic.getAudioTracks()[0];
     const tr = pc.addTransceiver(track, { direction: 'sendrecv', streams: [mic] });
     preferOpus(tr);
-    pc.ontrack = (e) => { stats.trackAt = Date.now(); attachReturn(e.streams[0] || new MediaStream([e.track])); };
+    // The stage's picture, if the room sends one: a second m-line, receive only
+    // (the server answers it with VP8, encoded once for every booth).
+    if (this.joined && this.joined.video) pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.ontrack = (e) => {
+      if (e.track.kind === 'video') { attachVideo(e.track); return; }
+      stats.trackAt = Date.now();
+      attachReturn(e.streams[0] || new MediaStream([e.track]));
+    };
     pc.onicecandidate = (e) => {
       const c = e.candidate;
       this.send({ type: 'ice', candidate: c ? c.candidate : '', sdpMLineIndex: c ? c.sdpMLineIndex ?? 0 : 0 });
@@ -337,6 +347,7 @@ class Session {
     if (this.pc) { this.pc.ontrack = this.pc.onicecandidate = this.pc.onconnectionstatechange = null; this.pc.close(); }
     this.pc = null;
     detachReturn();
+    detachVideo();
     stats.ice = stats.connection = 'new';
   }
 
@@ -512,6 +523,36 @@ function detachReturn() {
   ui.returnAudio.srcObject = null;
 }
 
+// ---- the stage's picture -----------------------------------------------------
+
+function attachVideo(track) {
+  stats.video.trackAt = Date.now();
+  stats.video.firstFrameAt = null;
+  ui.stageVideo.srcObject = new MediaStream([track]);
+  ui.stageVideo.play().catch(() => {}); // muted: autoplay is allowed
+  // first decoded frame and a frame count, for the tests and the curious
+  const v = ui.stageVideo;
+  if (!v.requestVideoFrameCallback) return;
+  const onFrame = () => {
+    if (v.srcObject === null) return;
+    stats.video.frames += 1;
+    if (!stats.video.firstFrameAt) stats.video.firstFrameAt = Date.now();
+    v.requestVideoFrameCallback(onFrame);
+  };
+  v.requestVideoFrameCallback(onFrame);
+}
+
+function detachVideo() {
+  ui.stageVideo.srcObject = null;
+}
+
+function renderStage() {
+  const j = session && session.joined;
+  ui.stagePanel.hidden = !(j && j.video);
+  const s = session && session.state;
+  ui.stageLost.hidden = !(s && s.stage_live === false);
+}
+
 function volumeGain() {
   const v = Number(prefs().volume ?? 100);
   return Number.isFinite(v) ? v / 100 : 1;
@@ -630,6 +671,7 @@ function render() {
   const me = s && (s.interpreters || []).find((i) => i.id === stats.id);
   const mediaUp = !me || me.connected !== false;
   const lv = liveOne();
+  renderStage();
 
   // Tally: the frame and the big button are red only when MY microphone is on air.
   document.body.dataset.onair = String(live && onAir);

@@ -214,6 +214,59 @@ test('1. sign in to hy and go on air: audience hears the interpreter over the du
   return `on air ${(await p.evaluate(() => window.dragomanBooth.stats.sentAt['on-air'])) - tOn} ms after O; listener 9000 Hz ${fmt(micDb, 1)} dBFS, 8000 Hz ${fmt(floorDb, 1)} dBFS; floor speech ducked ${fmt(duck, 1)} dB; return ${JSON.stringify(rt)} (RMS ${fmt(measured.returnRmsDb)} dBFS)`;
 });
 
+test('1b. the stage\'s picture (issue #4): the booth page decodes the test pattern, frames advance, key frame on join', async () => {
+  const p = s.anna.page;
+  const j = await p.evaluate(() => window.dragomanBooth.joined.video);
+  assert(j && j.width > 0 && j.height > 0, `joined carries no video: ${JSON.stringify(j)}`);
+  assert(await p.isVisible('#stage-video'), 'the stage video is not shown');
+  assert(await p.isHidden('#stage-lost'), 'the stage-lost caption shows while the demo stage is live');
+  await waitFor(p, () => document.querySelector('#stage-video').videoWidth > 0, null, 10000, 'a decoded stage frame (videoWidth > 0)');
+  const q0 = await p.evaluate(() => {
+    const v = document.querySelector('#stage-video');
+    return { w: v.videoWidth, h: v.videoHeight, frames: v.getVideoPlaybackQuality().totalVideoFrames, rvfc: window.dragomanBooth.stats.video.frames, at: Date.now() };
+  });
+  await sleep(2000);
+  const q1 = await p.evaluate(() => {
+    const v = document.querySelector('#stage-video');
+    return { frames: v.getVideoPlaybackQuality().totalVideoFrames, dropped: v.getVideoPlaybackQuality().droppedVideoFrames, rvfc: window.dragomanBooth.stats.video.frames, at: Date.now() };
+  });
+  const fps = ((q1.frames - q0.frames) * 1000) / (q1.at - q0.at);
+  measured.videoFps = fps;
+  assert(q0.w === j.width && q0.h === j.height, `decoded ${q0.w}x${q0.h}, the server announced ${j.width}x${j.height}`);
+  // 15 fps sent; a third of it still proves the picture moves on a loaded machine
+  assert(fps >= 5, `only ${fmt(fps, 1)} decoded frames/s (${q0.frames} -> ${q1.frames})`);
+  assert(q1.rvfc > q0.rvfc, `requestVideoFrameCallback saw no new frame (${q0.rvfc} -> ${q1.rvfc})`);
+  const v = await p.evaluate(() => window.dragomanBooth.stats.video);
+  const joinedAt = await p.evaluate(() => window.dragomanBooth.stats.joinedAt);
+  measured.videoFirstMs = v.firstFrameAt - joinedAt;
+  assert(v.firstFrameAt && measured.videoFirstMs < 5000, `first frame ${fmt(measured.videoFirstMs)} ms after joined`);
+  // The pixels are the pattern, not the black of a lost stage: the demo's ball is
+  // white on black, so count bright pixels (the ball is ~1 % of the frame, the
+  // time overlay more), in two frames 0.5 s apart that must differ (it moves).
+  await shot(p, 'video');
+  const grab = () => p.evaluate(() => {
+    const v = document.querySelector('#stage-video');
+    const c = new OffscreenCanvas(v.videoWidth, v.videoHeight);
+    const g = c.getContext('2d');
+    g.drawImage(v, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let bright = 0;
+    const sig = [];
+    for (let i = 0; i < d.length; i += 4) {
+      const y = (d[i] + d[i + 1] + d[i + 2]) / 3;
+      if (y > 128) { bright++; sig.push(i); }
+    }
+    return { bright: bright / (d.length / 4), sig: sig.slice(0, 2000).join(',') };
+  });
+  const g0 = await grab();
+  await sleep(500);
+  const g1 = await grab();
+  assert(g0.bright > 0.002 && g1.bright > 0.002, `the decoded picture is black (bright pixels ${fmt(g0.bright * 100, 2)} %, ${fmt(g1.bright * 100, 2)} %): the stage did not reach it`);
+  assert(g0.sig !== g1.sig, 'the picture did not change in 0.5 s');
+  const lum = g1.bright * 100;
+  return `${q0.w}x${q0.h}, ${fmt(fps, 1)} frames/s decoded (${q1.dropped} dropped), first frame ${fmt(measured.videoFirstMs)} ms after joined (${fmt(v.firstFrameAt - v.trackAt)} ms after the track), ${fmt(lum, 2)} % bright pixels`;
+});
+
 test('2. cough (hold C): the voice leaves the channel within 50 ms, the floor stays ducked; release brings it back', async () => {
   const a = s.anna;
   assert(a && (await boothState(a)).on_air, 'needs Anna on air (test 1)');
@@ -426,6 +479,7 @@ try {
   const m = measured;
   console.log(`booth summary: cough median ${fmt(m.coughMs)} ms (max ${fmt(m.coughMaxMs)}) on the channel timeline, ${fmt(m.coughRxMs)} ms (max ${fmt(m.coughRxMaxMs)}) at the listener, release ${fmt(m.coughReleaseRxMs)} ms; `
     + `fallback ${fmt(m.fallbackAudioMs)} ms audio / ${fmt(m.fallbackStateMs)} ms state; take-over ${fmt(m.takeOverMs)} ms; `
+    + `video ${fmt(m.videoFps, 1)} frames/s, first frame ${fmt(m.videoFirstMs)} ms after joined; `
     + `voice ${fmt(m.voiceDb, 1)} dBFS, duck ${fmt(m.duckDb, 1)} dB; return floor ${JSON.stringify(m.returnFloor || {})}, relay ${JSON.stringify(m.returnRelay || {})}`);
 } catch (e) {
   console.log(`booth: setup failed: ${e.stack || e}`);

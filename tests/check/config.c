@@ -377,6 +377,30 @@ GST_START_TEST (test_opus_frame_ms)
 }
 GST_END_TEST;
 
+/* the stage's picture in the booths: a size, or off; odd or silly sizes refused */
+GST_START_TEST (test_booth_video)
+{
+  g_autoptr (DragomanConfig) c = load_ok ("[room main]\n", NULL);
+  const DragomanRoomConfig *r = c->rooms->pdata[0];
+  fail_unless_equals_int (r->booth_video_width, 640);
+  fail_unless_equals_int (r->booth_video_height, 360);
+  fail_unless_equals_int (r->booth_video_kbps, 400);
+  g_autoptr (DragomanConfig) c2 = load_ok ("[room main]\nbooth-video = 320x180\nbooth-video-kbps = 200\n", NULL);
+  r = c2->rooms->pdata[0];
+  fail_unless_equals_int (r->booth_video_width, 320);
+  fail_unless_equals_int (r->booth_video_kbps, 200);
+  g_autoptr (DragomanConfig) c3 = load_ok ("[room main]\nbooth-video = off\n", NULL);
+  fail_unless_equals_int (((DragomanRoomConfig *) c3->rooms->pdata[0])->booth_video_width, 0);
+  const char *bad[] = { "641x360", "640x360p", "640", "big", "100x50", "4096x2160", NULL };
+  for (guint i = 0; bad[i]; i++) {
+    g_autofree char *data = g_strdup_printf ("[room main]\nbooth-video = %s\n", bad[i]);
+    g_free (load_fail (data, NULL, PATH, "[room main]", "booth-video", bad[i], NULL));
+  }
+  g_free (load_fail ("[room main]\nbooth-video-kbps = 10\n", NULL, PATH, "[room main]", "booth-video-kbps",
+                     "out of range", NULL));
+}
+GST_END_TEST;
+
 GST_START_TEST (test_override_applied)
 {
   const char *const overrides[] = { "server.port=9999", "room main.opus-frame-ms=10", "listen.burst-ms=40",
@@ -560,6 +584,7 @@ config_suite (void)
   tcase_add_test (tc, test_binary_missing_config);
   tcase_add_test (tc, test_duplicate_booth);
   tcase_add_test (tc, test_browser_booth);
+  tcase_add_test (tc, test_booth_video);
   return s;
 }
 
