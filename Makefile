@@ -92,6 +92,7 @@ integration: all
 	python3 tests/integration/reload.py
 	python3 tests/integration/hostile.py
 	python3 tests/integration/edge.py
+	python3 tests/integration/flood.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

@@ -10,6 +10,7 @@
  * browsers need no Sec-WebSocket-Protocol. */
 #include "http.h"
 
+#include "conncap.h"
 #include "metrics.h"
 #include "ws_booth.h"
 #include "ws_control.h"
@@ -70,6 +71,29 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
     dispatch_all (server_of (wsi));
     return 0;
+
+  /* the connection cap (conncap.c): asked right after accept (wsi is the listening
+   * socket, `in` the new descriptor); nonzero makes lws close it unread */
+  case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
+    char address[64];
+    if (!dragoman_conncap_peer_of_fd ((int) (lws_intptr_t) in, address, sizeof address))
+      return 0;
+    return dragoman_conncap_admit (server_of (wsi)->conncap, address) ? 0 : -1;
+  }
+  case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: {
+    char address[64];
+    if (dragoman_conncap_peer_of_fd (lws_get_socket_fd (wsi), address, sizeof address))
+      lws_set_opaque_user_data (wsi, dragoman_conncap_open (server_of (wsi)->conncap, address));
+    return 0;
+  }
+  case LWS_CALLBACK_WSI_DESTROY: {
+    DragomanConnCapEntry *entry = lws_get_opaque_user_data (wsi);
+    if (entry) {
+      lws_set_opaque_user_data (wsi, NULL);
+      dragoman_conncap_close (server_of (wsi)->conncap, entry);
+    }
+    return 0;
+  }
 
   case LWS_CALLBACK_ESTABLISHED: {
     char uri[128] = "";
@@ -320,7 +344,11 @@ dragoman_http_start (DragomanServer *server, GError **error)
   info.user = server;
   info.vhost_name = "dragoman";
   info.server_string = "dragoman";
-  info.fd_limit_per_thread = 1 + (unsigned) server->config->max_listeners + 256;
+  /* the connection cap refuses (counted, logged) before lws's own descriptor limit
+   * would silently stop accepting; 256 more for pipelines, files and the listening socket */
+  server->conncap = dragoman_conncap_new ((guint) server->config->max_connections,
+                                          (guint) server->config->max_connections_per_address);
+  info.fd_limit_per_thread = 1 + (unsigned) server->config->max_connections + 256;
   info.timeout_secs = 10;
   if (server->config->tls_cert) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -361,5 +389,6 @@ dragoman_http_stop (DragomanServer *server)
       dragoman_fanout_set_wakeup (dragoman_channel_get_fanout (dragoman_room_get_channel (room, c)), NULL, NULL);
   }
   g_clear_pointer (&server->lws, lws_context_destroy);
+  g_clear_pointer (&server->conncap, dragoman_conncap_free); /* after: closing sockets uncount themselves */
   g_clear_pointer (&server->hlsjs_dir, g_free);
 }

@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include "conncap.h"
 #include "control.h"
 
 #include <json-glib/json-glib.h>
@@ -155,6 +156,23 @@ dragoman_metrics_prometheus (DragomanServer *server)
                                    "dragoman_level_dbfs{room=\"%s\",meter=\"channel\",lang=\"%s\",kind=\"rms\"} %.1f\n",
                                 id, lang, l->peak_db, id, lang, l->rms_db);
     }
+  }
+  if (server->conncap) {
+    DragomanConnCapStats cs;
+    dragoman_conncap_get_stats (server->conncap, &cs);
+    g_string_append_printf (
+        s,
+        "# HELP dragoman_connections_open Open client sockets (HTTP and WebSocket), counted from accept\n"
+        "# TYPE dragoman_connections_open gauge\n"
+        "dragoman_connections_open %u\n"
+        "# HELP dragoman_connection_addresses Distinct client addresses with an open socket\n"
+        "# TYPE dragoman_connection_addresses gauge\n"
+        "dragoman_connection_addresses %u\n"
+        "# HELP dragoman_connections_refused_total Sockets closed at accept by the connection cap, by the cap hit\n"
+        "# TYPE dragoman_connections_refused_total counter\n"
+        "dragoman_connections_refused_total{reason=\"max-connections\"} %" G_GUINT64_FORMAT "\n"
+        "dragoman_connections_refused_total{reason=\"max-connections-per-address\"} %" G_GUINT64_FORMAT "\n",
+        cs.open, cs.addresses, cs.refused_total, cs.refused_per_address);
   }
   if (server->control)
     dragoman_control_append_metrics (server->control, s);

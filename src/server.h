@@ -11,6 +11,7 @@
 
 struct lws_context;
 typedef struct _DragomanControl DragomanControl;
+typedef struct _DragomanConnCap DragomanConnCap;
 
 typedef struct {
   guint64 refused_full;     /* listeners refused at max-listeners */
@@ -30,6 +31,7 @@ typedef struct {
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
+  DragomanConnCap *conncap; /* open sockets by client address (http.c) */
 } DragomanServer;
 
 DragomanRoom *dragoman_server_find_room (DragomanServer *server, const char *id);
