@@ -93,6 +93,8 @@ integration: all
 	python3 tests/integration/hostile.py
 	python3 tests/integration/edge.py
 	python3 tests/integration/flood.py
+	python3 tests/integration/viewer_token.py
+	python3 tests/integration/cors.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

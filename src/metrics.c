@@ -128,6 +128,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
                           "# TYPE dragoman_listeners_refused_total counter\n"
                           "dragoman_listeners_refused_total{reason=\"unknown\"} %" G_GUINT64_FORMAT "\n"
                           "dragoman_listeners_refused_total{reason=\"full\"} %" G_GUINT64_FORMAT "\n"
+                          "dragoman_listeners_refused_total{reason=\"token\"} %" G_GUINT64_FORMAT "\n"
                           "# HELP dragoman_protocol_errors_total Listeners closed for breaking the protocol\n"
                           "# TYPE dragoman_protocol_errors_total counter\n"
                           "dragoman_protocol_errors_total %" G_GUINT64_FORMAT "\n"
@@ -135,6 +136,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
                           "# TYPE dragoman_uptime_seconds gauge\n"
                           "dragoman_uptime_seconds %.1f\n",
                           server->counters.refused_unknown, server->counters.refused_full,
+                          server->counters.refused_token,
                           server->counters.protocol_errors,
                           (g_get_monotonic_time () - server->started_us) / 1e6);
   /* meters: the crew's levels, for a Grafana board beside the control page */
@@ -198,6 +200,9 @@ dragoman_metrics_rooms_json (DragomanServer *server)
     json_builder_add_string_value (b, rc->title);
     json_builder_set_member_name (b, "floor_lang");
     json_builder_add_string_value (b, rc->floor_lang);
+    /* a paid room: the page asks for the viewer token (never sent here) */
+    json_builder_set_member_name (b, "token_required");
+    json_builder_add_boolean_value (b, rc->viewer_token != NULL);
     DragomanStage *stage = dragoman_room_get_stage (room);
     json_builder_set_member_name (b, "stage");
     json_builder_begin_object (b);

@@ -17,6 +17,7 @@ typedef struct {
   guint64 refused_full;     /* listeners refused at max-listeners */
   guint64 refused_unknown;  /* unknown room or language */
   guint64 protocol_errors;  /* binary/oversized messages from listeners */
+  guint64 refused_token;    /* listeners refused: a token room without the right viewer token */
 } DragomanServerCounters;
 
 typedef struct {

@@ -35,7 +35,8 @@ def free_port():
 class Server:
     """build/dragoman on a temporary copy of `config` (edit() it before start ())"""
 
-    def __init__(self, name, config="configs/demo.ini", sets=()):
+    def __init__(self, name, config="configs/demo.ini", sets=(), env=None):
+        self.env = dict(os.environ, **(env or {}))
         self.tmp = tempfile.mkdtemp(prefix=f"dragoman-{name}-")
         self.conf = os.path.join(self.tmp, os.path.basename(config))
         shutil.copy(os.path.join(ROOT, config), self.conf)
@@ -54,7 +55,8 @@ class Server:
         for s in self.sets:
             args += ["--set", s]
         self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=self.env)
         t0 = time.time()
         while time.time() - t0 < timeout:
             if self.proc.poll() is not None:
