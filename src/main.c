@@ -27,7 +27,7 @@ typedef struct {
   const char *const *overrides;
 } Reload;
 
-/* SIGHUP: re-read the config and rotate the tokens. Listeners, interpreters and
+/* SIGHUP: re-read the config and rotate the tokens (admin, booth, viewer). Listeners, interpreters and
  * crew already signed in stay; the next sign-in needs the new token. */
 static gboolean
 on_hangup (gpointer data)
