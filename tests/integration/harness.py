@@ -50,7 +50,9 @@ class Server:
         text = open(self.conf).read()
         open(self.conf, "w").write(fn(text))
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, ready="/healthz"):
+        """ready: the path whose 200 means up (/healthz needs every room playing; a room
+        waiting for its SRT stage is not: then wait for /api/v1/rooms)"""
         args = [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
         for s in self.sets:
             args += ["--set", s]
@@ -62,7 +64,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}): see {self.logpath}")
             try:
-                if self.get("/healthz").startswith(b"ok"):
+                if self.request(ready, timeout=1)[0] == 200:
                     return self
             except OSError:
                 time.sleep(0.2)
