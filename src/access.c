@@ -43,7 +43,7 @@ const char *
 dragoman_access_token_arg (struct lws *wsi, char *out, gsize size)
 {
   /* lws copies "name=value" into `out` and returns a pointer to the value */
-  return lws_get_urlarg_by_name (wsi, "token=", out, (int) size);
+  return lws_get_urlarg_by_name (wsi, "token=", out, (int)size);
 }
 
 char *
@@ -83,11 +83,11 @@ allowed_origin (DragomanServer *server, struct lws *wsi, char *origin, gsize siz
     return NULL;
   if (g_str_equal (allow[0], "*"))
     return "*";
-  if (lws_hdr_copy (wsi, origin, (int) size, WSI_TOKEN_ORIGIN) <= 0)
+  if (lws_hdr_copy (wsi, origin, (int)size, WSI_TOKEN_ORIGIN) <= 0)
     return NULL;
   /* origins are case-insensitive in scheme and host; the list is lower case */
   g_autofree char *lower = g_ascii_strdown (origin, -1);
-  return g_strv_contains ((const char *const *) allow, lower) ? origin : NULL;
+  return g_strv_contains ((const char *const *)allow, lower) ? origin : NULL;
 }
 
 static gboolean
@@ -103,11 +103,11 @@ dragoman_access_add_cors (DragomanServer *server, struct lws *wsi, unsigned char
 {
   char origin[256];
   const char *acao = allowed_origin (server, wsi, origin, sizeof origin);
-  if (acao && lws_add_http_header_by_name (wsi, (const unsigned char *) "access-control-allow-origin:",
-                                           (const unsigned char *) acao, (int) strlen (acao), p, end))
+  if (acao && lws_add_http_header_by_name (wsi, (const unsigned char *)"access-control-allow-origin:",
+                                           (const unsigned char *)acao, (int)strlen (acao), p, end))
     return 1;
   if (vary (server) &&
-      lws_add_http_header_by_name (wsi, (const unsigned char *) "vary:", (const unsigned char *) "Origin", 6, p, end))
+      lws_add_http_header_by_name (wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, p, end))
     return 1;
   return 0;
 }
@@ -117,8 +117,8 @@ dragoman_access_cors_text (DragomanServer *server, struct lws *wsi)
 {
   char origin[256];
   const char *acao = allowed_origin (server, wsi, origin, sizeof origin);
-  return g_strdup_printf ("%s%s%s%s", acao ? "access-control-allow-origin: " : "", acao ? acao : "",
-                          acao ? "\r\n" : "", vary (server) ? "vary: Origin\r\n" : "");
+  return g_strdup_printf ("%s%s%s%s", acao ? "access-control-allow-origin: " : "", acao ? acao : "", acao ? "\r\n" : "",
+                          vary (server) ? "vary: Origin\r\n" : "");
 }
 
 int
@@ -134,14 +134,13 @@ dragoman_access_preflight (DragomanServer *server, struct lws *wsi)
   if (lws_add_http_common_headers (wsi, status, "text/plain", 0, &p, end) ||
       dragoman_access_add_cors (server, wsi, &p, end))
     return 1;
-  if (acao &&
-      (lws_add_http_header_by_name (wsi, (const unsigned char *) "access-control-allow-methods:",
-                                    (const unsigned char *) methods, (int) strlen (methods), &p, end) ||
-       lws_add_http_header_by_name (wsi, (const unsigned char *) "access-control-allow-headers:",
-                                    (const unsigned char *) headers, (int) strlen (headers), &p, end) ||
-       /* browsers cap it (Chromium: 2 h); 10 minutes spares a preflight per playlist poll */
-       lws_add_http_header_by_name (wsi, (const unsigned char *) "access-control-max-age:",
-                                    (const unsigned char *) "600", 3, &p, end)))
+  if (acao && (lws_add_http_header_by_name (wsi, (const unsigned char *)"access-control-allow-methods:",
+                                            (const unsigned char *)methods, (int)strlen (methods), &p, end) ||
+               lws_add_http_header_by_name (wsi, (const unsigned char *)"access-control-allow-headers:",
+                                            (const unsigned char *)headers, (int)strlen (headers), &p, end) ||
+               /* browsers cap it (Chromium: 2 h); 10 minutes spares a preflight per playlist poll */
+               lws_add_http_header_by_name (
+                   wsi, (const unsigned char *)"access-control-max-age:", (const unsigned char *)"600", 3, &p, end)))
     return 1;
   if (lws_finalize_write_http_header (wsi, start, &p, end))
     return 1;

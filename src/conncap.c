@@ -79,12 +79,12 @@ dragoman_conncap_peer_of_fd (int fd, char *out, gsize size)
 {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (fd < 0 || getpeername (fd, (struct sockaddr *) &ss, &len) != 0)
+  if (fd < 0 || getpeername (fd, (struct sockaddr *)&ss, &len) != 0)
     return FALSE;
   if (ss.ss_family == AF_INET)
-    return inet_ntop (AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, out, size) != NULL;
+    return inet_ntop (AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, size) != NULL;
   if (ss.ss_family == AF_INET6) {
-    const struct in6_addr *a = &((struct sockaddr_in6 *) &ss)->sin6_addr;
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
     /* a dual-stack socket sees IPv4 clients as ::ffff:a.b.c.d: one address, one count */
     if (IN6_IS_ADDR_V4MAPPED (a))
       return inet_ntop (AF_INET, &a->s6_addr[12], out, size) != NULL;

@@ -9,10 +9,10 @@ typedef struct _DragomanConnCap DragomanConnCap;
 typedef struct _DragomanConnCapEntry DragomanConnCapEntry;
 
 typedef struct {
-  guint open;                     /* sockets counted now */
-  guint addresses;                /* distinct client addresses among them */
-  guint64 refused_total;          /* refused at max-connections */
-  guint64 refused_per_address;    /* refused at max-connections-per-address */
+  guint open;                  /* sockets counted now */
+  guint addresses;             /* distinct client addresses among them */
+  guint64 refused_total;       /* refused at max-connections */
+  guint64 refused_per_address; /* refused at max-connections-per-address */
 } DragomanConnCapStats;
 
 /* max_per_address 0: no per-address cap */
