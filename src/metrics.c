@@ -35,6 +35,8 @@ static const FanoutMetric fanout_metrics[] = {
     G_STRUCT_OFFSET (DragomanFanoutStats, slow_disconnects), FALSE },
   { "dragoman_inbox_drops_total", "Packets lost because the socket thread stalled",
     G_STRUCT_OFFSET (DragomanFanoutStats, inbox_drops), FALSE },
+  { "dragoman_listener_write_failures_total", "Listeners closed because a write to their socket failed",
+    G_STRUCT_OFFSET (DragomanFanoutStats, write_failures), FALSE },
 };
 
 /* recordings and restreams: labels room, output (the restream's name or
