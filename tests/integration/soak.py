@@ -69,7 +69,7 @@ class Steady(threading.Thread):
     def __init__(self, port, lang):
         super().__init__(daemon=True)
         self.lang, self.frames, self.last, self.closed, self.stop = lang, 0, time.time(), None, False
-        self.t_start = time.time()
+        self.t_start, self.pongs = time.time(), 0
         self.ws = WebSocket(port, f"/ws/listen?room=main&lang={lang}")
 
     def run(self):
@@ -86,9 +86,17 @@ class Steady(threading.Thread):
                 code = struct.unpack(">H", f[2][:2])[0] if f and len(f[2]) >= 2 else "EOF"
                 self.closed = f"closed ({code}) after {time.time() - self.t_start:.0f} s"
                 return
+            if f[0] == 9:  # lws pings a connection silent for 300 s and hangs up at 310 s without a pong
+                self.pong(f[2])
             if f[0] == 2:
                 self.frames += 1
                 self.last = time.time()
+
+    def pong(self, payload):
+        mask = os.urandom(4)
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload[:125]))
+        self.ws.sock.sendall(bytes([0x8A, 0x80 | len(data)]) + mask + data)
+        self.pongs += 1
 
 
 def churn(port, stop, counts):
