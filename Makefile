@@ -31,7 +31,7 @@ APT_PKGS = build-essential pkg-config curl iproute2 util-linux python3 openssl \
            clang libclang-rt-dev
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps demo test check integration browser bench bench-smoke clean format media certs
+.PHONY: all deps demo test check integration browser bench bench-smoke clean format media certs soak
 all: $(BUILD)/dragoman $(BUILD)/wsprobe $(BUILD)/loadgen $(BUILD)/clickbench $(BUILD)/boothpeer media
 
 deps:
@@ -94,6 +94,16 @@ integration: all
 	python3 tests/integration/hostile.py
 	python3 tests/integration/edge.py
 	python3 tests/integration/nchan.py
+	python3 tests/integration/flood.py
+	python3 tests/integration/viewer_token.py
+	python3 tests/integration/cors.py
+	SOAK_MINUTES=1 python3 tests/integration/soak.py
+
+# make soak: SOAK_MINUTES (30) of a restless event (stage drops, a booth on and off air,
+# listeners churning, HLS) with the server's RSS sampled; results in docs/reliability.md
+SOAK_MINUTES ?= 30
+soak: all
+	SOAK_MINUTES=$(SOAK_MINUTES) python3 tests/integration/soak.py
 
 # The browser runs in a network namespace with only loopback up, so nothing leaves 127.0.0.1.
 NETNS := $(shell [ "$$(id -u)" = 0 ] && echo "unshare -n sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'")

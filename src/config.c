@@ -41,12 +41,15 @@ dragoman_language_lookup (const char *code)
 
 static const char *const server_keys[] = { "address", "port",        "web-root", "pipelines",
                                            "media",   "admin-token", "hls-dir",  "tls-cert",
-                                           "tls-key", "redirect-http", NULL };
+                                           "tls-key", "redirect-http",
+                                           /* parse_access () */
+                                           "max-connections", "max-connections-per-address", "cors-origins", NULL };
 static const char *const webrtc_keys[] = { "stun-server", "turn-server", "ice-addresses", NULL };
 static const char *const listen_keys[] = { "burst-ms", "soft-limit-ms", "hard-limit-ms", "max-listeners", NULL };
 static const char *const room_keys[] = { "title", "floor-language", "languages", "stage", "opus-frame-ms",
                                          "opus-bitrate", "duck-db", "hls", "hls-segment-seconds", "hls-window",
-                                         "booth-video", "booth-video-kbps", NULL };
+                                         "booth-video", "booth-video-kbps",
+                                         "viewer-token" /* parse_access () */, NULL };
 /* stage-* and booth sources may add their own keys: they become ${vars} */
 
 typedef struct {
@@ -166,6 +169,7 @@ room_free (gpointer data)
   g_free (r->title);
   g_free (r->floor_lang);
   g_free (r->stage);
+  g_free (r->viewer_token);
   g_clear_pointer (&r->stage_vars, g_hash_table_unref);
   g_strfreev (r->langs);
   g_ptr_array_unref (r->booths);
@@ -454,6 +458,59 @@ check_values (Parser *p)
   return TRUE;
 }
 
+/* Access: the connection caps, the CORS allow-list and the rooms' viewer tokens
+ * (issue #8). Kept apart from the rest of parse () so that each policy reads in
+ * one place; every default is explained in configs/conference.ini. */
+static gboolean
+parse_access (Parser *p, DragomanConfig *c)
+{
+  const char *g = "server";
+  /* 0: derived from max-listeners: every listener holds one socket, and 1,000 more
+   * cover page loads, HLS players, booths and the crew while the hall is full */
+  if (!get_int (p, g, "max-connections", 0, 0, 200000, &c->max_connections) ||
+      !get_int (p, g, "max-connections-per-address", 4000, 0, 200000, &c->max_connections_per_address))
+    return FALSE;
+  if (c->max_connections == 0)
+    c->max_connections = c->max_listeners + 1000;
+  else if (c->max_connections < c->max_listeners)
+    return fail (p, g, "max-connections", "%d is below [listen] max-listeners (%d): listeners would be refused "
+                 "as a flood before the server is full", c->max_connections, c->max_listeners);
+
+  g_autofree char *cors = get_string (p, g, "cors-origins", "");
+  g_auto (GStrv) origins = g_strsplit_set (g_strstrip (cors), " ,;", -1);
+  GPtrArray *list = g_ptr_array_new ();
+  for (guint i = 0; origins[i]; i++) {
+    const char *o = origins[i];
+    if (!*o)
+      continue;
+    /* an origin is scheme://host[:port], exactly what a browser sends: no path, no slash */
+    const char *host = g_str_has_prefix (o, "https://") ? o + 8 : g_str_has_prefix (o, "http://") ? o + 7 : NULL;
+    if (!g_str_equal (o, "*") && (!host || !*host || strpbrk (host, "/?#*@") || strlen (o) > 200)) {
+      g_ptr_array_free (list, TRUE);
+      return fail (p, g, "cors-origins", "'%s' is not an origin (https://host[:port]) or *", o);
+    }
+    g_ptr_array_add (list, g_ascii_strdown (o, -1));
+  }
+  g_ptr_array_add (list, NULL);
+  c->cors_origins = (char **) g_ptr_array_free (list, FALSE);
+  if (g_strv_contains ((const char *const *) c->cors_origins, "*") && g_strv_length (c->cors_origins) > 1)
+    return fail (p, g, "cors-origins", "* allows every origin: list no others beside it");
+
+  for (guint i = 0; i < c->rooms->len; i++) {
+    DragomanRoomConfig *r = c->rooms->pdata[i];
+    g_autofree char *group = g_strdup_printf ("room %s", r->id);
+    r->viewer_token = get_string (p, group, "viewer-token", NULL);
+    if (r->viewer_token && !*r->viewer_token)
+      g_clear_pointer (&r->viewer_token, g_free); /* "viewer-token =" : open, as if absent */
+    /* it travels in URLs (the WebSocket's and every HLS segment's): URL-safe characters only */
+    if (r->viewer_token && (strlen (r->viewer_token) < 8 || strlen (r->viewer_token) > 128 ||
+                            strspn (r->viewer_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                     "0123456789-._~") != strlen (r->viewer_token)))
+      return fail (p, group, "viewer-token", "must be 8-128 of A-Z a-z 0-9 - . _ ~ (it goes into URLs)");
+  }
+  return TRUE;
+}
+
 static DragomanConfig *
 parse (Parser *p, const char *const *overrides)
 {
@@ -569,6 +626,8 @@ parse (Parser *p, const char *const *overrides)
     g_set_error (p->error, DRAGOMAN_CONFIG_ERROR, 1, "%s: no [room NAME] group: nothing to serve", p->path);
     return NULL;
   }
+  if (!parse_access (p, c))
+    return NULL;
   return g_steal_pointer (&c);
 }
 
@@ -666,6 +725,7 @@ dragoman_config_free (DragomanConfig *c)
   g_free (c->stun_server);
   g_free (c->turn_server);
   g_strfreev (c->ice_addresses);
+  g_strfreev (c->cors_origins);
   g_clear_pointer (&c->rooms, g_ptr_array_unref);
   g_clear_pointer (&c->restreams, g_ptr_array_unref);
   if (c->publish) {
@@ -702,6 +762,12 @@ dragoman_config_rotate_tokens (DragomanConfig *live, const DragomanConfig *fresh
           changed++;
         }
       }
+    }
+    /* viewer tokens (parse_access): a room may also open (token removed) or close */
+    if (fr && g_strcmp0 (fr->viewer_token, lr->viewer_token) != 0) {
+      g_free (lr->viewer_token);
+      lr->viewer_token = g_strdup (fr->viewer_token);
+      changed++;
     }
   }
   return changed;

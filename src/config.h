@@ -68,6 +68,7 @@ typedef struct {
   int booth_video_kbps;
   GPtrArray *booths; /* DragomanBoothConfig* */
   DragomanRecordConfig *record; /* NULL: no [record ROOM] */
+  char *viewer_token; /* NULL: an open room; else /ws/listen and /hls need ?token= (rotates on SIGHUP) */
 } DragomanRoomConfig;
 
 typedef struct {
@@ -92,6 +93,10 @@ typedef struct {
   GPtrArray *rooms; /* DragomanRoomConfig* */
   GPtrArray *restreams; /* DragomanRestreamConfig* */
   DragomanPublishConfig *publish; /* NULL: no [publish nchan] */
+  /* access (parse_access): connection caps and CORS */
+  int max_connections;             /* open sockets in total; refused at accept beyond it */
+  int max_connections_per_address; /* open sockets from one client address; 0: no cap */
+  char **cors_origins;             /* allowed Origin values, lower case; {"*"}: any; empty: same-origin only */
 } DragomanConfig;
 
 const DragomanLanguage *dragoman_language_lookup (const char *code);
@@ -103,7 +108,7 @@ DragomanConfig *dragoman_config_load (const char *path, const char *const *overr
 DragomanConfig *dragoman_config_load_data (const char *path, const char *data, const char *const *overrides,
                                            GError **error);
 void dragoman_config_free (DragomanConfig *config);
-/* SIGHUP: new admin and booth tokens from `fresh` into `live`; returns how many changed */
+/* SIGHUP: new admin, booth and viewer tokens from `fresh` into `live`; returns how many changed */
 guint dragoman_config_rotate_tokens (DragomanConfig *live, const DragomanConfig *fresh);
 const DragomanRoomConfig *dragoman_config_find_room (const DragomanConfig *config, const char *id);
 

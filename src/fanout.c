@@ -180,6 +180,10 @@ close_listener (DragomanFanout *f, DragomanListener *l, guint16 code, const char
   if (l->closed)
     return;
   l->closed = TRUE;
+  if (code == 1011) { /* every drop counted: a failed write closes without a close frame */
+    f->stats.write_failures++;
+    GST_INFO ("%s: listener %p: a write failed: closing", f->name, l->sink);
+  }
   l->funcs->close (l->sink, code, why);
 }
 

@@ -57,6 +57,7 @@ typedef struct {
   guint64 resyncs;         /* listeners skipped to the live edge (soft limit) */
   guint64 frames_skipped;  /* frames those resyncs dropped */
   guint64 slow_disconnects;/* listeners closed at the hard limit */
+  guint64 write_failures;  /* listeners closed because a write to their socket failed (1011) */
   guint listeners;          /* audience only: not the booths' return feeds */
 } DragomanFanoutStats;
 

@@ -21,6 +21,8 @@
  * browsers need no Sec-WebSocket-Protocol. */
 #include "http.h"
 
+#include "access.h"
+#include "conncap.h"
 #include "metrics.h"
 #include "publisher.h"
 #include "ws_booth.h"
@@ -48,6 +50,7 @@ typedef struct {
   guint8 *buf; /* LWS_PRE headroom + body */
   size_t len;
   gboolean head; /* HEAD: headers only */
+  gboolean cors; /* a public GET endpoint: CORS headers (access.c) */
 } HttpSession;
 
 static DragomanServer *
@@ -79,6 +82,29 @@ callback_ws (struct lws *wsi, enum lws_callback_reasons reason, void *user, void
   DragomanServer *server;
 
   switch (reason) {
+  /* the connection cap (conncap.c): asked right after accept (wsi is the listening
+   * socket, `in` the new descriptor); nonzero makes lws close it unread */
+  case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
+    char address[64];
+    if (!dragoman_conncap_peer_of_fd ((int) (lws_intptr_t) in, address, sizeof address))
+      return 0;
+    return dragoman_conncap_admit (server_of (wsi)->conncap, address) ? 0 : -1;
+  }
+  case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: {
+    char address[64];
+    if (dragoman_conncap_peer_of_fd (lws_get_socket_fd (wsi), address, sizeof address))
+      lws_set_opaque_user_data (wsi, dragoman_conncap_open (server_of (wsi)->conncap, address));
+    return 0;
+  }
+  case LWS_CALLBACK_WSI_DESTROY: {
+    DragomanConnCapEntry *entry = lws_get_opaque_user_data (wsi);
+    if (entry) {
+      lws_set_opaque_user_data (wsi, NULL);
+      dragoman_conncap_close (server_of (wsi)->conncap, entry);
+    }
+    return 0;
+  }
+
   case LWS_CALLBACK_ESTABLISHED: {
     char uri[128] = "";
     server = server_of (wsi);
@@ -152,7 +178,8 @@ static int
 respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *type, char *body,
                 const char *cache_control)
 {
-  guint8 hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+  /* the security headers (~450 bytes of CSP and friends) come first */
+  guint8 hdr[LWS_PRE + 1536], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
   /* what a cache may keep gets an ETag: a CDN (or nginx's proxy_cache) revalidating
    * a playlist that has not changed gets 304 and no body */
   char etag[16] = "";
@@ -173,10 +200,62 @@ respond_cached (struct lws *wsi, HttpSession *hs, unsigned status, const char *t
                                    (int) strlen (cache_control), &p, end) ||
       (*etag && lws_add_http_header_by_name (wsi, (const unsigned char *) "etag:", (const unsigned char *) etag,
                                               (int) strlen (etag), &p, end)) ||
+      (hs->cors && dragoman_access_add_cors (server_of (wsi), wsi, &p, end)) ||
       lws_finalize_write_http_header (wsi, start, &p, end))
     return 1;
   lws_callback_on_writable (wsi);
   return 0;
+}
+
+/* A token room's HLS request: NULL when it may have it, else the refusal's text
+ * (never with the token; a wrong one counts against the address, access.c) */
+static char *
+check_viewer (DragomanServer *server, struct lws *wsi, const DragomanRoomConfig *rc, const char *what)
+{
+  char arg[160], address[64] = "";
+  lws_get_peer_simple (wsi, address, sizeof address);
+  switch (dragoman_access_check_viewer (server, rc, dragoman_access_token_arg (wsi, arg, sizeof arg), address)) {
+  case DRAGOMAN_ACCESS_OK:
+    return NULL;
+  case DRAGOMAN_ACCESS_MISSING:
+    GST_INFO ("%s request for room %s from %s refused: no viewer token", what, rc->id, address);
+    return g_strdup_printf ("token-required: room '%s' needs a viewer token (?token=...)\n", rc->id);
+  case DRAGOMAN_ACCESS_WRONG:
+    GST_WARNING ("%s request for room %s from %s refused: wrong viewer token", what, rc->id, address);
+    return g_strdup_printf ("bad-token: wrong viewer token for room '%s'\n", rc->id);
+  case DRAGOMAN_ACCESS_THROTTLED:
+  default:
+    GST_WARNING ("%s request for room %s from %s refused: too many wrong tokens", what, rc->id, address);
+    return g_strdup ("too-many-attempts: too many wrong tokens from this address: wait a minute\n");
+  }
+}
+
+/* /hls-seg/ROOM/NAME-NNNNN.ts: by callback, not a file mount, so that a token room's
+ * segments are checked like its playlists. Segments never change once written: any
+ * cache may keep them a year (an edge keys on the whole URL, token included). */
+static int
+serve_segment (struct lws *wsi, HttpSession *hs, DragomanServer *server, const char *rest)
+{
+  g_auto (GStrv) parts = g_strsplit (rest, "/", 3);
+  DragomanRoom *room = parts[0] && dragoman_config_valid_id (parts[0]) ? dragoman_server_find_room (server, parts[0])
+                                                                       : NULL;
+  DragomanHls *hls = room ? dragoman_room_get_hls (room) : NULL;
+  const char *file = hls && parts[1] && !parts[2] ? parts[1] : NULL;
+  /* our names only: letters, digits, '-', '_' and one ".ts": no way out of the directory */
+  gsize stem = file ? strspn (file, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") : 0;
+  if (!file || stem == 0 || !g_str_equal (file + stem, ".ts"))
+    return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("no such segment\n"));
+  const DragomanRoomConfig *rc = dragoman_room_get_config (room);
+  char *refusal = rc->viewer_token ? check_viewer (server, wsi, rc, "HLS segment") : NULL;
+  if (refusal)
+    return respond (wsi, hs, HTTP_STATUS_FORBIDDEN, "text/plain", refusal);
+  g_autofree char *path = g_build_filename (dragoman_hls_get_dir (hls), file, NULL);
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR)) /* expired from the window */
+    return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("no such segment\n"));
+  g_autofree char *cors = hs->cors ? dragoman_access_cors_text (server, wsi) : g_strdup ("");
+  g_autofree char *headers = g_strdup_printf ("cache-control: public, max-age=31536000\r\n%s", cors);
+  int n = lws_serve_http_file (wsi, path, "video/mp2t", headers, (int) strlen (headers));
+  return n < 0 || (n > 0 && lws_http_transaction_completed (wsi)) ? -1 : 0;
 }
 
 static int
@@ -187,9 +266,18 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
   case LWS_CALLBACK_HTTP: {
     DragomanServer *server = server_of (wsi);
     char uri[128] = "";
-    if (lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
-      lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_HEAD_URI); /* load balancers check with HEAD */
+    if (lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 &&
+        lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_HEAD_URI) <= 0) /* load balancers check with HEAD */
+      lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_OPTIONS_URI);     /* CORS preflights */
     hs->head = lws_hdr_total_length (wsi, WSI_TOKEN_HEAD_URI) > 0;
+    /* the GET endpoints other sites' pages may use (never the booth or control APIs) */
+    hs->cors = g_str_has_prefix (uri, "/hls/") || g_str_has_prefix (uri, "/hls-seg/") ||
+               g_str_equal (uri, "/api/v1/rooms");
+    if (lws_hdr_total_length (wsi, WSI_TOKEN_OPTIONS_URI) > 0) {
+      if (hs->cors)
+        return dragoman_access_preflight (server, wsi);
+      return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("not found\n"));
+    }
     if (g_str_equal (uri, "/healthz")) {
       gboolean ok = dragoman_metrics_healthy (server);
       return respond (wsi, hs, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, "text/plain",
@@ -209,8 +297,18 @@ callback_http (struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
       const char *pl = hls && parts[1] && !parts[2] ? dragoman_hls_get_playlist (hls, parts[1]) : NULL;
       if (!pl)
         return respond (wsi, hs, HTTP_STATUS_NOT_FOUND, "text/plain", g_strdup ("no such playlist\n"));
+      const DragomanRoomConfig *rc = dragoman_room_get_config (room);
+      if (rc->viewer_token) {
+        char *refusal = check_viewer (server, wsi, rc, "HLS");
+        if (refusal)
+          return respond (wsi, hs, HTTP_STATUS_FORBIDDEN, "text/plain", refusal);
+        return respond_cached (wsi, hs, HTTP_STATUS_OK, "application/vnd.apple.mpegurl",
+                               dragoman_access_playlist_with_token (pl, rc->viewer_token), "max-age=1");
+      }
       return respond_cached (wsi, hs, HTTP_STATUS_OK, "application/vnd.apple.mpegurl", g_strdup (pl), "max-age=1");
     }
+    if (g_str_has_prefix (uri, "/hls-seg/"))
+      return serve_segment (wsi, hs, server, uri + 9);
     if (g_str_equal (uri, "/booth") || g_str_equal (uri, "/control")) {
       /* served here, not by a file mount, so that /booth?room=..&booth=.. keeps its
        * query (a mount redirects to /booth/ and drops it); assets load from / */
@@ -276,12 +374,8 @@ static const struct lws_protocol_vhost_options mime_wasm = { &mime_json, NULL, "
 
 static struct lws_http_mount mount_web = { .mountpoint = "/", .def = "index.html", .origin_protocol = LWSMPRO_FILE,
                                            .mountpoint_len = 1, .extra_mimetypes = &mime_wasm };
-/* HLS segments never change once written: any cache may keep them (a year);
- * the playlists, which do, are answered by callback with max-age=1 */
-static struct lws_http_mount mount_segments = { .mount_next = &mount_web, .mountpoint = "/hls-seg",
-                                                .origin_protocol = LWSMPRO_FILE, .mountpoint_len = 8,
-                                                .extra_mimetypes = &mime_wasm, .cache_max_age = 31536000,
-                                                .cache_reusable = 1, .cache_intermediaries = 1 };
+/* HLS segments (serve_segment) and playlists by callback: a token room checks both */
+static const struct lws_http_mount mount_segments = CALLBACK_MOUNT (&mount_web, "/hls-seg");
 /* third-party browser code, installed by npm (web/package.json), never copied in:
  * /vendor/hls/hls.min.js is node_modules/hls.js/dist/hls.min.js */
 static struct lws_http_mount mount_hlsjs = { .mount_next = &mount_segments, .mountpoint = "/vendor/hls",
@@ -337,7 +431,6 @@ dragoman_http_start (DragomanServer *server, GError **error)
   lws_set_log_level (LLL_ERR | LLL_WARN, NULL);
 
   mount_web.origin = server->config->web_root;
-  mount_segments.origin = server->config->hls_dir;
   g_free (server->hlsjs_dir);
   server->hlsjs_dir = g_build_filename (server->config->web_root, "node_modules", "hls.js", "dist", NULL);
   mount_hlsjs.origin = server->hlsjs_dir;
@@ -356,7 +449,11 @@ dragoman_http_start (DragomanServer *server, GError **error)
   info.user = server;
   info.vhost_name = "dragoman";
   info.server_string = "dragoman";
-  info.fd_limit_per_thread = 1 + (unsigned) server->config->max_listeners + 256;
+  /* the connection cap refuses (counted, logged) before lws's own descriptor limit
+   * would silently stop accepting; 256 more for pipelines, files and the listening socket */
+  server->conncap = dragoman_conncap_new ((guint) server->config->max_connections,
+                                          (guint) server->config->max_connections_per_address);
+  info.fd_limit_per_thread = 1 + (unsigned) server->config->max_connections + 256;
   info.timeout_secs = 10;
   if (server->config->tls_cert) {
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -409,5 +506,6 @@ dragoman_http_stop (DragomanServer *server)
   if (server->wake)
     g_source_destroy (server->wake);
   g_clear_pointer (&server->wake, g_source_unref);
+  g_clear_pointer (&server->conncap, dragoman_conncap_free); /* after: closing sockets uncount themselves */
   g_clear_pointer (&server->hlsjs_dir, g_free);
 }

@@ -1,6 +1,7 @@
 #include "metrics.h"
 #include "publisher.h"
 
+#include "conncap.h"
 #include "control.h"
 
 #include <json-glib/json-glib.h>
@@ -37,6 +38,8 @@ static const FanoutMetric fanout_metrics[] = {
     G_STRUCT_OFFSET (DragomanFanoutStats, slow_disconnects), FALSE },
   { "dragoman_inbox_drops_total", "Packets lost because the socket thread stalled",
     G_STRUCT_OFFSET (DragomanFanoutStats, inbox_drops), FALSE },
+  { "dragoman_listener_write_failures_total", "Listeners closed because a write to their socket failed",
+    G_STRUCT_OFFSET (DragomanFanoutStats, write_failures), FALSE },
 };
 
 /* recordings and restreams: labels room, output (the restream's name or
@@ -199,6 +202,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
                           "# TYPE dragoman_listeners_refused_total counter\n"
                           "dragoman_listeners_refused_total{reason=\"unknown\"} %" G_GUINT64_FORMAT "\n"
                           "dragoman_listeners_refused_total{reason=\"full\"} %" G_GUINT64_FORMAT "\n"
+                          "dragoman_listeners_refused_total{reason=\"token\"} %" G_GUINT64_FORMAT "\n"
                           "# HELP dragoman_protocol_errors_total Listeners closed for breaking the protocol\n"
                           "# TYPE dragoman_protocol_errors_total counter\n"
                           "dragoman_protocol_errors_total %" G_GUINT64_FORMAT "\n"
@@ -206,6 +210,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
                           "# TYPE dragoman_uptime_seconds gauge\n"
                           "dragoman_uptime_seconds %.1f\n",
                           server->counters.refused_unknown, server->counters.refused_full,
+                          server->counters.refused_token,
                           server->counters.protocol_errors,
                           (g_get_monotonic_time () - server->started_us) / 1e6);
   /* meters: the crew's levels, for a Grafana board beside the control page */
@@ -229,6 +234,23 @@ dragoman_metrics_prometheus (DragomanServer *server)
     }
   }
   append_publish_metrics (server, s);
+  if (server->conncap) {
+    DragomanConnCapStats cs;
+    dragoman_conncap_get_stats (server->conncap, &cs);
+    g_string_append_printf (
+        s,
+        "# HELP dragoman_connections_open Open client sockets (HTTP and WebSocket), counted from accept\n"
+        "# TYPE dragoman_connections_open gauge\n"
+        "dragoman_connections_open %u\n"
+        "# HELP dragoman_connection_addresses Distinct client addresses with an open socket\n"
+        "# TYPE dragoman_connection_addresses gauge\n"
+        "dragoman_connection_addresses %u\n"
+        "# HELP dragoman_connections_refused_total Sockets closed at accept by the connection cap, by the cap hit\n"
+        "# TYPE dragoman_connections_refused_total counter\n"
+        "dragoman_connections_refused_total{reason=\"max-connections\"} %" G_GUINT64_FORMAT "\n"
+        "dragoman_connections_refused_total{reason=\"max-connections-per-address\"} %" G_GUINT64_FORMAT "\n",
+        cs.open, cs.addresses, cs.refused_total, cs.refused_per_address);
+  }
   if (server->control)
     dragoman_control_append_metrics (server->control, s);
   return g_string_free (s, FALSE);
@@ -253,6 +275,9 @@ dragoman_metrics_rooms_json (DragomanServer *server)
     json_builder_add_string_value (b, rc->title);
     json_builder_set_member_name (b, "floor_lang");
     json_builder_add_string_value (b, rc->floor_lang);
+    /* a paid room: the page asks for the viewer token (never sent here) */
+    json_builder_set_member_name (b, "token_required");
+    json_builder_add_boolean_value (b, rc->viewer_token != NULL);
     DragomanStage *stage = dragoman_room_get_stage (room);
     json_builder_set_member_name (b, "stage");
     json_builder_begin_object (b);

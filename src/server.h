@@ -12,11 +12,13 @@
 struct lws_context;
 typedef struct _DragomanControl DragomanControl;
 typedef struct _DragomanPublisher DragomanPublisher;
+typedef struct _DragomanConnCap DragomanConnCap;
 
 typedef struct {
   guint64 refused_full;     /* listeners refused at max-listeners */
   guint64 refused_unknown;  /* unknown room or language */
   guint64 protocol_errors;  /* binary/oversized messages from listeners */
+  guint64 refused_token;    /* listeners refused: a token room without the right viewer token */
 } DragomanServerCounters;
 
 typedef struct {
@@ -33,6 +35,7 @@ typedef struct {
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
   GSource *wake; /* the fan-out's wake-up (http.c): made ready from streaming threads */
+  DragomanConnCap *conncap; /* open sockets by client address (http.c) */
 } DragomanServer;
 
 DragomanRoom *dragoman_server_find_room (DragomanServer *server, const char *id);

@@ -1,5 +1,7 @@
 #include "ws_listen.h"
 
+#include "access.h"
+
 #include <libwebsockets.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -118,9 +120,28 @@ dragoman_ws_listen_open (DragomanListenSession *s, struct lws *wsi, DragomanServ
 
   s->room = dragoman_server_find_room (server, room_id);
   s->channel = s->room ? dragoman_room_find_channel (s->room, lang) : NULL;
+  DragomanAccess access = DRAGOMAN_ACCESS_OK;
+  char address[64] = "";
+  if (s->room) {
+    /* a paid room: ?token= (access.c; the query because a listener sends nothing) */
+    char token_arg[160];
+    lws_get_peer_simple (wsi, address, sizeof address);
+    access = dragoman_access_check_viewer (server, dragoman_room_get_config (s->room),
+                                           dragoman_access_token_arg (wsi, token_arg, sizeof token_arg), address);
+  }
   if (!s->room) {
     server->counters.refused_unknown++;
     refuse (s, 4404, "unknown-room", g_strdup_printf ("no room '%s' on this server", room_id));
+  } else if (access != DRAGOMAN_ACCESS_OK) {
+    server->counters.refused_token++;
+    if (access == DRAGOMAN_ACCESS_MISSING)
+      refuse (s, 4401, "token-required", g_strdup_printf ("room '%s' needs a viewer token", room_id));
+    else if (access == DRAGOMAN_ACCESS_WRONG)
+      refuse (s, 4401, "bad-token", g_strdup_printf ("wrong viewer token for room '%s'", room_id));
+    else
+      refuse (s, 4429, "too-many-attempts", g_strdup ("too many wrong tokens from this address: wait a minute"));
+    /* never the token itself */
+    GST_WARNING ("listener for room %s from %s refused: %s", room_id, address, s->error_code);
   } else if (!s->channel) {
     server->counters.refused_unknown++;
     refuse (s, 4404, "unknown-language", g_strdup_printf ("room '%s' has no channel '%s'", room_id, lang));

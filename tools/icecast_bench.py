@@ -692,6 +692,8 @@ def dragoman_fanout(clients, seconds, lang="hy"):
     log = open(os.path.join(ART, f"icecast-bench-dragoman-{port}.log"), "w")
     proc = subprocess.Popen([os.path.join(B, "dragoman"), "--config", "configs/demo.ini",
                              "--set", f"server.port={port}", "--set", "listen.max-listeners=20000",
+                             # every loadgen client comes from 127.0.0.1: no per-address flood cap
+                             "--set", "server.max-connections-per-address=0",
                              "--set", f"server.hls-dir=build/test-artifacts/hls-{port}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:

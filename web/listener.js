@@ -54,6 +54,7 @@ const RECONNECT_MAX_MS = 5000;
 const STALL_MS = 1500;
 const STORE_KEY = 'dragoman.listener';
 const MODE_KEY = 'dragoman.mode';
+const TOKEN_KEY = 'dragoman.viewerTokens'; // room id -> the ticket code typed for it (paid rooms)
 const ORIG_KEY = 'dragoman.origMix'; // the listener's original-audio level, 0..100 (0: off)
 const ORIG_IN_MS = 300; // an interpreter comes on air: the original comes in under them
 const ORIG_OUT_MS = 1000; // off air: the channel's floor comes back over 1 s, ours goes
@@ -71,6 +72,7 @@ const ui = {
   main: $('main'), heading: $('heading'), modes: $('modes'), video: $('video'), fullscreen: $('fullscreen'),
   wTrack: $('w-track'), wDelay: $('w-delay'), uiLang: $('ui-lang'),
   origRow: $('orig-row'), origLevel: $('orig-level'), origText: $('orig-level-text'),
+  tokenForm: $('token-form'), token: $('token'),
 };
 
 // Exposed for tests and curious engineers; never read back by the page.
@@ -95,6 +97,7 @@ const watch = new Watch(ui.video, {
     if (delayMs !== undefined) ui.wDelay.textContent = delayMs == null ? '–' : t('unit.s', { v: num(delayMs / 1000, 1) });
   },
   ended: () => { ui.play.hidden = false; ui.stop.hidden = true; },
+  tokenRefused: (room, key) => tokenRefused(room, key),
 });
 
 // ---- room and language choice ----------------------------------------------
@@ -144,6 +147,34 @@ function saveChoice() {
 }
 
 const findRoom = (id) => rooms.find((r) => r.id === id);
+
+// ---- a paid room's ticket code (viewer token) --------------------------------
+// Kept per room in localStorage (and in memory, for private mode); sent as
+// ?token= on the WebSocket and the HLS URL, never shown back in clear.
+let tokens = {};
+try { tokens = JSON.parse(localStorage.getItem(TOKEN_KEY)) || {}; } catch { /* private mode */ }
+const needsToken = (room) => !!(room && room.token_required);
+const roomToken = (id) => tokens[id] || '';
+const tokenMissing = (room) => needsToken(room) && !roomToken(room.id);
+function saveToken(id, token) {
+  if (token) tokens[id] = token; else delete tokens[id];
+  try { localStorage.setItem(TOKEN_KEY, JSON.stringify(tokens)); } catch { /* private mode */ }
+}
+// A link sent with the ticket may carry it: /?room=main&token=...
+{
+  const q = new URLSearchParams(location.search);
+  if (q.get('room') && q.get('token')) saveToken(q.get('room'), q.get('token'));
+}
+// The server refused the code: forget it and ask again.
+function tokenRefused(id, key) {
+  saveToken(id, '');
+  if (id === sel.room) {
+    renderLangs(); // the field emptied, Play disabled
+    ui.token.setAttribute('aria-invalid', 'true');
+    ui.token.focus();
+  }
+  setStatus(key, { room: id }, 'error');
+}
 const findChannel = (room, lang) => room && room.channels.find((c) => c.lang === lang);
 
 function renderRooms() {
@@ -175,9 +206,16 @@ function renderLangs() {
     b.setAttribute('aria-pressed', String(c.lang === sel.lang));
     return b;
   }));
-  ui.play.disabled = !findChannel(room, sel.lang);
+  ui.play.disabled = !findChannel(room, sel.lang) || tokenMissing(room);
+  renderToken();
   ui.origRow.hidden = !findChannel(room, sel.lang) || sel.lang === 'orig' || !findChannel(room, 'orig');
   updateMediaSession();
+}
+
+function renderToken() {
+  const room = findRoom(sel.room);
+  ui.tokenForm.hidden = !needsToken(room);
+  if (room && document.activeElement !== ui.token) ui.token.value = roomToken(room.id);
 }
 
 // Watch mode's sound track: the playlist's NAME is the server's (English for
@@ -228,6 +266,7 @@ function pickRoom(id) {
   if (!findChannel(findRoom(id), sel.lang)) sel.lang = null;
   saveChoice();
   renderLangs();
+  if (tokenMissing(findRoom(id))) { if (playing()) stop(); setStatus('status.tokenNeeded'); return; }
   if (playing()) { if (sel.lang) start(); else stop(); }
 }
 
@@ -260,6 +299,7 @@ async function loadRooms() {
   await followUiLang();
   if (!rooms.length) setStatus('status.noRooms', {}, 'error');
   else if (error) setStatus(error[0], error[1], 'error');
+  else if (tokenMissing(findRoom(sel.room))) setStatus('status.tokenNeeded');
   else setStatus(sel.lang ? (mode === 'watch' ? 'status.pressPlayWatch' : 'status.pressPlayListen') : 'status.pickLang');
 }
 
@@ -415,6 +455,7 @@ class Session {
   open() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const q = new URLSearchParams({ room: this.room, lang: this.lang });
+    if (needsToken(findRoom(this.room))) q.set('token', roomToken(this.room));
     const ws = new WebSocket(`${proto}//${location.host}/ws/listen?${q}`);
     ws.binaryType = 'arraybuffer';
     ws.onmessage = (e) => (typeof e.data === 'string' ? this.onText(e.data) : this.onPacket(e.data));
@@ -478,6 +519,7 @@ class Session {
       this.serverError = serverErrors[m.code] ? [serverErrors[m.code], { room: this.room, lang: this.lang }]
         : ['status.serverSaid', { message: m.message || m.code || '?' }];
       setStatus(this.serverError[0], this.serverError[1], 'error');
+      if (m.code === 'bad-token' || m.code === 'token-required') this.badToken = true;
     }
   }
 
@@ -590,7 +632,8 @@ class Session {
     if (e.code >= 4000 && e.code < 5000) {
       const msg = this.serverError || ['status.refused', { code: e.code }];
       stop();
-      setStatus(msg[0], msg[1], 'error');
+      if (this.badToken) tokenRefused(this.room, msg[0]);
+      else setStatus(msg[0], msg[1], 'error');
       return;
     }
     stats.state = 'reconnecting';
@@ -611,7 +654,7 @@ function startWatch() {
   ui.stop.hidden = false;
   pauseElement(); // Watch plays the video's own sound
   watch.prepareAudio(); // in the click's user gesture, before any await
-  watch.start(room.id, room.channels, sel.lang);
+  watch.start(room.id, room.channels, sel.lang, needsToken(room) ? roomToken(room.id) : '');
   syncOrig(); // Watch has the video's own sound: no second socket
   updateMediaSession();
 }
@@ -728,7 +771,10 @@ function stop() {
 
 // The status line says a key; it is re-rendered when the language changes.
 let lastStatus = null;
-const serverErrors = { 'unknown-room': 'status.unknownRoom', 'unknown-language': 'status.unknownLang', 'server-full': 'status.full' };
+const serverErrors = {
+  'unknown-room': 'status.unknownRoom', 'unknown-language': 'status.unknownLang', 'server-full': 'status.full',
+  'token-required': 'status.tokenRequired', 'bad-token': 'status.badToken', 'too-many-attempts': 'status.tooManyAttempts',
+};
 
 function setStatus(key, vars = {}, kind = '') {
   lastStatus = { key, vars: vars || {}, kind };
@@ -773,6 +819,17 @@ ui.origLevel.addEventListener('input', () => {
   syncOrig();
 });
 ui.play.addEventListener('click', () => start());
+ui.tokenForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const room = findRoom(sel.room);
+  if (!room) return;
+  saveToken(room.id, ui.token.value.trim());
+  ui.token.removeAttribute('aria-invalid');
+  renderLangs();
+  if (tokenMissing(room)) { setStatus('status.tokenNeeded', {}, 'error'); return; }
+  if (findChannel(room, sel.lang)) start(); // the submit is a user gesture: audio may start
+  else setStatus('status.pickLang');
+});
 ui.stop.addEventListener('click', () => stop());
 // A network change (Wi-Fi <-> mobile): reconnect at once on the new path.
 function renewSockets() {

@@ -69,7 +69,7 @@ export function findTrack(tracks, ch) {
 
 export class Watch {
   // video: the <video>; on: { status(i18n key, vars, kind), level(peak or null),
-  // info({delayMs, track}), ended() (the player gave up) }
+  // info({delayMs, track}), ended() (the player gave up), tokenRefused(room, i18n key) }
   constructor(video, on) {
     this.video = video;
     this.on = on;
@@ -104,6 +104,11 @@ export class Watch {
 
   get playing() { return this.stats.state !== 'idle'; }
 
+  masterUrl() {
+    const q = this.token ? `?token=${encodeURIComponent(this.token)}` : '';
+    return `/hls/${encodeURIComponent(this.room)}/master.m3u8${q}`;
+  }
+
   // Call from the click handler (user gesture) before anything is awaited.
   prepareAudio() {
     if (this.ctx) { if (this.ctx.state !== 'running') this.ctx.resume(); return; }
@@ -114,8 +119,11 @@ export class Watch {
     }
   }
 
-  async start(room, channels, lang) {
+  // token: a paid room's ticket code ('' for an open room), sent as ?token=; the
+  // server puts it on every URI in the playlists, so hls.js carries it on
+  async start(room, channels, lang, token = '') {
     this.stop(true);
+    this.token = token;
     const gen = ++this.generation;
     this.room = room;
     this.channels = channels;
@@ -130,7 +138,7 @@ export class Watch {
       console.warn('dragoman: cannot load hls.js', e);
     }
     if (gen !== this.generation) return;
-    const url = `/hls/${encodeURIComponent(room)}/master.m3u8`;
+    const url = this.masterUrl();
     if (Hls && Hls.isSupported()) {
       this.routeAudio();
       this.createHls(Hls, url, gen);
@@ -189,6 +197,13 @@ export class Watch {
       this.fail('watch.noVideo');
       return;
     }
+    // 403: a paid room refused the ticket code (or none was given); retrying cannot help
+    if (code === 403) {
+      const key = this.token ? 'status.badToken' : 'status.tokenRequired';
+      this.fail(key);
+      if (this.on.tokenRefused) this.on.tokenRefused(this.room, key);
+      return;
+    }
     if (d.type === Hls.ErrorTypes.MEDIA_ERROR && this.mediaRecoveries < 2) {
       this.mediaRecoveries++;
       this.hls.recoverMediaError();
@@ -200,7 +215,7 @@ export class Watch {
     this.retryTimer = setTimeout(() => {
       if (gen !== this.generation) return;
       this.mediaRecoveries = 0;
-      this.createHls(Hls, `/hls/${encodeURIComponent(this.room)}/master.m3u8`, gen);
+      this.createHls(Hls, this.masterUrl(), gen);
     }, this.backoff);
     this.backoff = Math.min(RETRY_MAX_MS, this.backoff * 2);
   }

@@ -550,6 +550,41 @@ GST_START_TEST (test_duplicate_booth)
 }
 GST_END_TEST;
 
+/* parse_access (): the flood caps, CORS and viewer tokens */
+GST_START_TEST (test_access)
+{
+  g_autoptr (DragomanConfig) c = load_ok (BASE, NULL);
+  fail_unless_equals_int (c->max_connections, 5000 + 1000); /* derived from max-listeners */
+  fail_unless_equals_int (c->max_connections_per_address, 4000);
+  fail_unless (c->cors_origins && !c->cors_origins[0]); /* same-origin only */
+  fail_unless (((DragomanRoomConfig *) c->rooms->pdata[0])->viewer_token == NULL);
+  g_free (load_fail ("[server]\nmax-connections = 100\n[listen]\nmax-listeners = 200\n" BASE, NULL, PATH, "[server]",
+                     "max-connections", "below [listen] max-listeners (200)", NULL));
+  g_free (load_fail ("[server]\ncors-origins = https://a.example/path\n" BASE, NULL, PATH, "[server]", "cors-origins",
+                     "not an origin", NULL));
+  g_free (load_fail ("[server]\ncors-origins = * https://a.example\n" BASE, NULL, PATH, "[server]", "cors-origins",
+                     "no others", NULL));
+  const char *const bad_token[] = { "room main.viewer-token=has space in it", NULL };
+  g_autofree char *m = load_fail (BASE, bad_token, PATH, "[room main]", "viewer-token", "URLs", NULL);
+  fail_unless (strstr (m, "has space") == NULL, "the message quotes the token: %s", m);
+  const char *const good[] = { "server.cors-origins=https://Paid.Example, http://127.0.0.1:8080",
+                               "room main.viewer-token=ticket-2026_A", "server.max-connections-per-address=0",
+                               NULL };
+  g_autoptr (DragomanConfig) d = load_ok (BASE, good);
+  fail_unless_equals_string (d->cors_origins[0], "https://paid.example");
+  fail_unless_equals_string (d->cors_origins[1], "http://127.0.0.1:8080");
+  fail_unless (d->cors_origins[2] == NULL);
+  fail_unless_equals_int (d->max_connections_per_address, 0);
+  fail_unless_equals_string (((DragomanRoomConfig *) d->rooms->pdata[0])->viewer_token, "ticket-2026_A");
+  /* SIGHUP: a new viewer token rotates in, and a removed one opens the room */
+  fail_unless_equals_int (dragoman_config_rotate_tokens (c, d), 1);
+  fail_unless_equals_string (((DragomanRoomConfig *) c->rooms->pdata[0])->viewer_token, "ticket-2026_A");
+  g_autoptr (DragomanConfig) e = load_ok (BASE, NULL);
+  fail_unless_equals_int (dragoman_config_rotate_tokens (c, e), 1);
+  fail_unless (((DragomanRoomConfig *) c->rooms->pdata[0])->viewer_token == NULL);
+}
+GST_END_TEST;
+
 static Suite *
 config_suite (void)
 {
@@ -568,6 +603,7 @@ config_suite (void)
   tcase_add_test (tc, test_unknown_key_room);
   tcase_add_test (tc, test_bad_integer);
   tcase_add_test (tc, test_out_of_range);
+  tcase_add_test (tc, test_access);
   tcase_add_test (tc, test_duplicate_language);
   tcase_add_test (tc, test_unknown_language);
   tcase_add_test (tc, test_booth_language_not_in_room);

@@ -1,0 +1,110 @@
+"""Shared helpers for the newer integration scripts (flood.py, viewer_token.py,
+cors.py): a free port, a server on a temporary copy of a config with its log in
+build/test-artifacts/, /healthz awaited, stopped by its own PID, and PASS/FAIL
+bookkeeping. The older scripts keep their own copies of these on purpose."""
+import os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Checks:
+    def __init__(self, name):
+        self.name, self.failures = name, []
+
+    def __call__(self, ok, what, detail=""):
+        print(f"{'PASS' if ok else 'FAIL'}: {what}" + (f" ({detail})" if detail else ""), flush=True)
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def finish(self, log_hint=""):
+        if self.failures:
+            print(f"{self.name}: {len(self.failures)} check(s) FAILED" + (f" (server log: {log_hint})" if log_hint else ""))
+            sys.exit(1)
+        print(f"{self.name}: all checks passed")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    """build/dragoman on a temporary copy of `config` (edit() it before start ())"""
+
+    def __init__(self, name, config="configs/demo.ini", sets=(), env=None):
+        self.env = dict(os.environ, **(env or {}))
+        self.tmp = tempfile.mkdtemp(prefix=f"dragoman-{name}-")
+        self.conf = os.path.join(self.tmp, os.path.basename(config))
+        shutil.copy(os.path.join(ROOT, config), self.conf)
+        self.port = free_port()
+        self.sets = [f"server.port={self.port}", f"server.hls-dir={self.tmp}/hls"] + list(sets)
+        os.makedirs(os.path.join(ROOT, "build/test-artifacts"), exist_ok=True)
+        self.logpath = os.path.join(ROOT, f"build/test-artifacts/{name}-server.log")
+        self.proc = None
+
+    def edit(self, fn):
+        text = open(self.conf).read()
+        open(self.conf, "w").write(fn(text))
+
+    def start(self, timeout=20, ready="/healthz"):
+        """ready: the path whose 200 means up (/healthz needs every room playing; a room
+        waiting for its SRT stage is not: then wait for /api/v1/rooms)"""
+        args = [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
+        for s in self.sets:
+            args += ["--set", s]
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env=self.env)
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}): see {self.logpath}")
+            try:
+                if self.request(ready, timeout=1)[0] == 200:
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the server was not healthy within {timeout} s: see {self.logpath}")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path, timeout=3):
+        return urllib.request.urlopen(self.url(path), timeout=timeout).read()
+
+    def request(self, path, method="GET", headers=None, timeout=3):
+        """(status, headers as a lower-case dict, body) without raising on 4xx/5xx"""
+        req = urllib.request.Request(self.url(path), method=method, headers=headers or {})
+        try:
+            r = urllib.request.urlopen(req, timeout=timeout)
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+    def metric(self, name, text=None):
+        """the value of one /metrics line, e.g. 'dragoman_connections_open' or 'x{reason="y"}'"""
+        text = text if text is not None else self.get("/metrics").decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None
+
+    def log_text(self):
+        self.log.flush()
+        return open(self.logpath, errors="replace").read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
