@@ -28,7 +28,7 @@ typedef struct {
   const char *const *overrides;
 } Reload;
 
-/* SIGHUP: re-read the config and rotate the tokens. Listeners, interpreters and
+/* SIGHUP: re-read the config and rotate the tokens (admin, booth, viewer). Listeners, interpreters and
  * crew already signed in stay; the next sign-in needs the new token. */
 static gboolean
 on_hangup (gpointer data)
@@ -41,6 +41,7 @@ on_hangup (gpointer data)
     return G_SOURCE_CONTINUE;
   }
   guint n = dragoman_config_rotate_tokens (r->server->config, fresh);
+  dragoman_publisher_tokens_changed (r->server->publisher);
   /* never the tokens themselves */
   g_printerr ("dragoman: SIGHUP: %u token(s) rotated from %s (other changes need a restart)\n", n, r->path);
   return G_SOURCE_CONTINUE;

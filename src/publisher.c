@@ -28,7 +28,9 @@ typedef struct {
   DragomanChannel *channel;
   DragomanFanout *fanout;
   char *room, *lang;
-  char *path; /* "/pubws?room=R&lang=L" */
+  const DragomanRoomConfig *rc;
+  char *path; /* "/pubws?room=R&lang=L[&token=T]": made at each connect */
+  char *token; /* the viewer token `path` was made with (NULL: an open room) */
   struct lws *wsi;
   DragomanListener *listener;
   guint8 *buf; /* LWS_PRE + one message: lws masks a client's payload in place */
@@ -100,6 +102,15 @@ link_connect (Link *l)
   ci.context = p->server->lws;
   ci.address = p->address;
   ci.port = p->port;
+  /* A paid room's channel id at the edge includes its viewer token
+   * (configs/nginx-nchan.conf: "$arg_room/$arg_lang/$arg_token"), so a listener
+   * who does not send the right ?token= asks for a channel that does not exist
+   * and Nchan refuses it (403): the edge checks the token without calling us. */
+  g_free (l->token);
+  l->token = g_strdup (l->rc->viewer_token);
+  g_free (l->path);
+  l->path = l->token ? g_strdup_printf ("%s?room=%s&lang=%s&token=%s", p->base_path, l->room, l->lang, l->token)
+                     : g_strdup_printf ("%s?room=%s&lang=%s", p->base_path, l->room, l->lang);
   ci.path = l->path;
   ci.host = p->host;
   ci.origin = p->host;
@@ -283,12 +294,12 @@ dragoman_publisher_new (DragomanServer *server)
       l->pub = p;
       l->channel = dragoman_room_get_channel (room, c);
       l->fanout = dragoman_channel_get_fanout (l->channel);
-      l->room = g_strdup (dragoman_room_get_config (room)->id);
+      l->rc = dragoman_room_get_config (room);
+      l->room = g_strdup (l->rc->id);
       l->lang = g_strdup (dragoman_channel_get_lang (l->channel));
       l->stats.room = l->room;
       l->stats.lang = l->lang;
-      /* ids are [A-Za-z0-9_-] (config.c): nothing to escape */
-      l->path = g_strdup_printf ("%s?room=%s&lang=%s", p->base_path, l->room, l->lang);
+      /* ids are [A-Za-z0-9_-], viewer tokens URL-safe (config.c): nothing to escape */
       l->backoff_ms = BACKOFF_FIRST_MS;
       l->stats.down_since_us = g_get_monotonic_time ();
       l->stats.error = "connecting";
@@ -321,6 +332,7 @@ dragoman_publisher_free (DragomanPublisher *p)
     g_free (l->room);
     g_free (l->lang);
     g_free (l->path);
+    g_free (l->token);
     g_free (l->buf);
     g_free (l);
   }
@@ -330,6 +342,20 @@ dragoman_publisher_free (DragomanPublisher *p)
   g_free (p->host);
   g_free (p->base_path);
   g_free (p);
+}
+
+void
+dragoman_publisher_tokens_changed (DragomanPublisher *p)
+{
+  for (guint i = 0; p && i < p->links->len; i++) {
+    Link *l = p->links->pdata[i];
+    if (l->wsi && g_strcmp0 (l->token, l->rc->viewer_token) != 0) {
+      /* the edge's channel id changes with the token: publish under the new one
+       * (listeners with the old token lose the channel, as on dragoman itself) */
+      lws_close_reason (l->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *) "token rotated", 13);
+      lws_set_timeout (l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+  }
 }
 
 const char *

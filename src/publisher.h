@@ -34,6 +34,8 @@ typedef struct {
 /* NULL when the config has no [publish nchan] */
 DragomanPublisher *dragoman_publisher_new (DragomanServer *server);
 void dragoman_publisher_free (DragomanPublisher *publisher);
+/* SIGHUP rotated viewer tokens: a paid room's links reconnect under the new channel id */
+void dragoman_publisher_tokens_changed (DragomanPublisher *publisher);
 const char *dragoman_publisher_get_url (DragomanPublisher *publisher);
 guint dragoman_publisher_n_links (DragomanPublisher *publisher);
 void dragoman_publisher_get_link_stats (DragomanPublisher *publisher, guint index, DragomanPublishLinkStats *stats);

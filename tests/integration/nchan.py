@@ -10,6 +10,8 @@ ports, paths and a publisher token switched on), and the demo server. Checks:
     the delay each edge adds over the direct socket is measured (same clock);
   - the publisher's token is required by the edge and never appears in the log;
   - an unknown channel is refused by the edge (HTTP 403);
+  - a paid room (viewer-token) on an edge: no ticket or a wrong one is refused
+    (403), the right one plays;
   - `nginx -s reload` of edge A (a certificate renewal): the listener on B keeps
     its socket and the stream resumes, the jump flagged as a discontinuity;
   - edge A down: the publish-down alert, direct listeners unaffected; edge A
@@ -22,6 +24,7 @@ from wsclient import WebSocket  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "edge-publisher-" + hashlib.sha256(os.urandom(8)).hexdigest()[:16]
+TICKET = "ticket-" + hashlib.sha256(os.urandom(8)).hexdigest()[:20]  # the workshop is a paid room
 failures = []
 
 
@@ -135,7 +138,8 @@ def main():
         srv = subprocess.Popen([os.path.join(ROOT, "build/dragoman"), "--set", f"server.port={port}",
                                 "--set", f"server.hls-dir={tmp}/hls",
                                 "--set", f"publish nchan.url=ws://127.0.0.1:{edges['A']}/pubws",
-                                "--set", f"publish nchan.token={TOKEN}"],
+                                "--set", f"publish nchan.token={TOKEN}",
+                                "--set", f"room workshop.viewer-token={TICKET}"],
                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         up = wait_until(lambda: (lambda v: len(v) == 9 and min(v) == 1)(
             metric_values(metrics(port), "dragoman_publish_connected")) if srv.poll() is None else True, 20, 0.2)
@@ -182,6 +186,29 @@ def main():
         except ConnectionError as e:
             refused = str(e)
         check("403" in refused, "an unknown language on an edge is refused", refused)
+
+        # a paid room through the edge: only the right ticket gets the channel
+        def edge_listen(query):
+            try:
+                ws = WebSocket(edges["B"], f"/ws/listen?{query}")
+            except ConnectionError as e:
+                return str(e)
+            ws.sock.settimeout(3)
+            n = 0
+            try:
+                while n < 20:
+                    f = ws._frame()
+                    if f is None:
+                        break
+                    n += f[0] == 2
+            except OSError:
+                pass
+            ws.close()
+            return f"{n} packets"
+        paid = {q: edge_listen(f"room=workshop&lang=hy{q}") for q in ("", "&token=wrong-ticket-123", f"&token={TICKET}")}
+        check("403" in paid[""] and "403" in paid["&token=wrong-ticket-123"] and paid[f"&token={TICKET}"] == "20 packets",
+              "a paid room on an edge: no ticket or a wrong one refused (403), the right one plays",
+              f"none: {paid['']}; wrong: {paid['&token=wrong-ticket-123']}; right: {paid[f'&token={TICKET}']}")
 
         # a publisher without the token is refused by the edge
         try:
@@ -239,8 +266,9 @@ def main():
               "failures counted per link in /metrics", f"{metric_values(m, 'dragoman_publish_failures_total')}")
         log.flush()
         text = open(log_path).read()
-        check(TOKEN not in text and "publish main/hy" in text, "the token is never logged; outages are",
-              "token absent" if TOKEN not in text else "TOKEN IN LOG")
+        check(TOKEN not in text and TICKET not in text and "publish main/hy" in text,
+              "the publisher's token and the viewer ticket are never logged; outages are",
+              "tokens absent" if TOKEN not in text and TICKET not in text else "A TOKEN IN THE LOG")
     finally:
         if srv:
             srv.terminate()
