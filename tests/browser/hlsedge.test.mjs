@@ -34,7 +34,7 @@ try {
   console.log(`hlsedge: dragoman ${server.url}, edge ${url}`);
   code = await new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'tests/browser/watch.test.mjs')], {
-      cwd: ROOT, stdio: 'inherit', env: { ...process.env, DRAGOMAN_TEST_URL: url, WATCH_ONLY: 'hy over HLS' },
+      cwd: ROOT, stdio: 'inherit', env: { WATCH_SAMPLE_MS: '4000', ...process.env, DRAGOMAN_TEST_URL: url, WATCH_ONLY: 'hy over HLS' },
     });
     child.on('exit', (c) => resolve(c ?? 1));
   });

@@ -9,7 +9,7 @@ path and pid file rewritten to this test's), then through the edge:
   - a segment is fetched from dragoman once: 30 concurrent first requests give
     one MISS and the rest HIT (request collapsing), later requests HIT;
   - the WebSocket listener works through the edge;
-  - 240 simulated HLS viewers spread over two edges for 10 s: dragoman sees about
+  - 240 simulated HLS viewers spread over two edges for 7 s: dragoman sees about
     one fetch per segment per edge (counted in the edges' access logs).
 Chromium's Watch mode through an edge: tests/browser/hlsedge.test.mjs.
 Exit status 0 when every check passes."""
@@ -142,7 +142,7 @@ def main():
 
         # a few hundred HLS viewers over two edges: dragoman sees about one fetch per
         # segment per edge, however many viewers ask
-        clients, seconds = 240, 10
+        clients, seconds = 240, 7
         counts = {"playlist": 0, "segment": 0, "errors": 0}
         stop_at = time.time() + seconds
 
