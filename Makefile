@@ -97,7 +97,7 @@ integration: all
 	python3 tests/integration/flood.py
 	python3 tests/integration/viewer_token.py
 	python3 tests/integration/cors.py
-	SOAK_MINUTES=0.6 python3 tests/integration/soak.py
+	SOAK_MINUTES=0.6 SOAK_STAGE_PERIOD=12 python3 tests/integration/soak.py
 
 # make soak: SOAK_MINUTES (30) of a restless event (stage drops, a booth on and off air,
 # listeners churning, HLS) with the server's RSS sampled; results in docs/reliability.md

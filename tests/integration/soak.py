@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Soak: the server under a small, restless event for SOAK_MINUTES (default 30;
-`make test` runs SOAK_MINUTES=0.6: 36 s, one stage drop).
+`make test` runs SOAK_MINUTES=0.6 SOAK_STAGE_PERIOD=12: 36 s, two stage drops).
 
 configs/conference.ini with, all on loopback:
   - the stage from ffmpeg over SRT (320x180, 1 Mbit/s), killed and restarted after
