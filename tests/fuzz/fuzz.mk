@@ -4,7 +4,7 @@
 #   make fuzz         every libFuzzer target for FUZZ_SECONDS (300) each; FUZZ_RUN="booth config"
 #                     picks targets. The corpus grows in build/fuzz/corpus/NAME; crashes land in
 #                     build/fuzz/crash-NAME-*: copy them to tests/fuzz/corpus/NAME/ once fixed.
-#   make fuzz-smoke   every target for FUZZ_SMOKE_SECONDS (5) each, from the seeds in
+#   make fuzz-smoke   every target for FUZZ_SMOKE_SECONDS (3) each, from the seeds in
 #                     tests/fuzz/corpus/NAME/ (regressions among them): part of `make test`.
 #   make asan         the server, tools and unit checks built with ASan + UBSan into build-asan/,
 #                     then the unit checks and the integration tests run against them.
@@ -17,7 +17,7 @@
 FUZZ_CC            ?= clang
 FUZZ_BUILD         ?= build/fuzz
 FUZZ_SECONDS       ?= 300
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_SANITIZE       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 # the main build's warnings, not -Werror: clang warns about other things than gcc, and a
 # new warning in someone's src/ change must not stop `make test` here
