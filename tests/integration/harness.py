@@ -1,4 +1,4 @@
-"""Shared helpers for the newer integration scripts (flood.py, viewer_token.py,
+"""Shared helpers for the newer integration scripts (flood.py, viewer_token.py, nchan.py,
 cors.py): a free port, a server on a temporary copy of a config with its log in
 build/test-artifacts/, /healthz awaited, stopped by its own PID, and PASS/FAIL
 bookkeeping. The older scripts keep their own copies of these on purpose."""

@@ -20,26 +20,12 @@ Exit status 0 when every check passes."""
 import hashlib, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT, Checks, free_port  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "edge-publisher-" + hashlib.sha256(os.urandom(8)).hexdigest()[:16]
 TICKET = "ticket-" + hashlib.sha256(os.urandom(8)).hexdigest()[:20]  # the workshop is a paid room
-failures = []
-
-
-def check(ok, what, detail=""):
-    print(f"{'PASS' if ok else 'FAIL'}: {what}" + (f" ({detail})" if detail else ""), flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+check = Checks("nchan.py")
 
 
 def metrics(port):
@@ -289,10 +275,7 @@ def main():
                 p.kill()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"nchan.py: {len(failures)} check(s) FAILED (server log: {log_path})")
-        sys.exit(1)
-    print("nchan.py: all checks passed")
+    check.finish(log_path)
 
 
 if __name__ == "__main__":
