@@ -13,6 +13,9 @@
      microphone of a real Chromium's booth page, on air, to a listener page's
      audio output in the same browser (not with --smoke or QUICK=1: ~45 s).
 
+  6. the demo as `make demo` runs it: server CPU and RSS with 0 and with 100
+     listeners (~30 s).
+
   4. the SRT stage (tools/stagebench.py): server CPU and RSS receiving 1080p30
      4 Mbit/s over SRT (with HLS and without), and the latency of a click sent
      into the stage's floor to a /ws/listen listener (floor-to-ear), to a
@@ -22,7 +25,7 @@
 Writes bench/results.json and the table in docs/performance.md.
 QUICK=1: a reduced run (< 1 minute). --smoke: seconds, asserts sanity, writes
 nothing (part of `make test`).
-Development: --only mouth,webrtc,browser,fanout,cost,icecast,stage runs those parts
+Development: --only mouth,webrtc,browser,fanout,demo,cost,icecast,stage runs those parts
 (not with --smoke); --out FILE writes the results there. Either prints the
 table and touches neither bench/results.json nor docs/performance.md.
 """
@@ -178,6 +181,21 @@ def fanout(clients, seconds):
         srv.stop()
 
 
+def demo_load(clients, seconds):
+    """configs/demo.ini as `make demo` runs it (two rooms, test-pattern stages, HLS, the espeak
+    booths): the server's CPU and RSS with nobody listening (loadgen's idle sample), then with
+    `clients` listeners spread over the six channels of room main"""
+    srv = Server("configs/demo.ini")
+    try:
+        time.sleep(3)  # past the start-up (pipelines prerolling, first HLS segments)
+        return run_json([os.path.join(B, "loadgen"), "--url", f"ws://127.0.0.1:{srv.port}/ws/listen?room=main",
+                         "--langs", "orig,en,hy,az,ru,tr", "--clients", str(clients), "--seconds", str(seconds),
+                         "--server-pid", str(srv.proc.pid), "--idle-seconds", str(seconds), "--json"],
+                        timeout=2 * seconds + 60)
+    finally:
+        srv.stop()
+
+
 def bare(clients, seconds):
     return run_json([os.path.join(B, "loadgen"), "--bare", "--clients", str(clients), "--seconds", str(seconds),
                      "--frame-bytes", "98", "--json"], timeout=seconds + 60)
@@ -254,6 +272,8 @@ def main():
             f = timed(f"fanout_{n}", fanout, n, secs)
             f["bare"] = timed(f"bare_{n}", bare, n, secs)
             res["fanout"].append(f)
+    if not SMOKE and want("demo"):
+        res["demo"] = timed("demo", demo_load, 100, 4 if QUICK else 10)
     if not QUICK and want("cost") and shutil.which("valgrind"):
         res["channel_cost"] = timed("channel_cost", channel_cost)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -337,6 +357,15 @@ def render(res):
                      f"{b['cpu_pct']:.1f} % | {ratio:.2f}× | {s['rss_kib_per_conn']:.1f} KiB | "
                      f"{h['delay_ms']['p50']:.1f} ms | {h['delay_ms']['p99']:.1f} ms | {h['gaps']} | "
                      f"{h['discontinuities']} | {f['server_disconnects_slow']} | {f['loadgen']['cpu_pct']:.0f} % |")
+    if "demo" in res:
+        d = res["demo"]
+        s, h = d["server"], d["healthy"]
+        lines += ["", "### The demo (`make demo`: two rooms, test-pattern stages, HLS, simulated booths)", "",
+                  f"Server process CPU (% of one core) and RSS over {d['window_s']:.0f} s windows.", "",
+                  "| listeners | server CPU | server RSS | delivered | p99 |", "|---|---|---|---|---|",
+                  f"| 0 | {s['cpu_pct_idle']:.1f} % | {s['rss_kib_base'] / 1024:.1f} MiB | – | – |",
+                  f"| {d['clients']} | {s['cpu_pct']:.1f} % | {s['rss_kib_end'] / 1024:.1f} MiB | "
+                  f"{h['delivered_ratio']:.2f} | {h['delay_ms']['p99']:.1f} ms |"]
     if "channel_cost" in res:
         c = res["channel_cost"]["instructions_per_audio_second"]
         lines += ["", "### Cost per channel (callgrind, instructions per second of audio)", "",

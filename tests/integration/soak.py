@@ -174,7 +174,7 @@ def main():
             t.start()
 
         t0 = time.time()
-        samples, stage_drops, booth_cycles = [], 0, 0
+        samples, heap, stage_drops, booth_cycles = [], [], 0, 0
         next_stage, booth, booth_next = t0 + STAGE_PERIOD, None, t0 + 3
         while time.time() - t0 < SECONDS:
             now = time.time()
@@ -192,6 +192,12 @@ def main():
                 booth_cycles += 1
                 booth_next = now + BOOTH_ON + BOOTH_OFF
             samples.append((round(now - t0, 1), rss_kib(srv.proc.pid)))
+            try:  # malloc's view beside the kernel's: a leak grows "in-use", fragmentation "free"
+                m = srv.get("/metrics").decode()
+                heap.append((round(now - t0, 1), srv.metric('dragoman_heap_bytes{kind="in-use"}', m) / 1024,
+                             srv.metric('dragoman_heap_bytes{kind="free"}', m) / 1024))
+            except OSError:
+                pass
             if srv.proc.poll() is not None:
                 break
             time.sleep(SAMPLE_S)
@@ -240,9 +246,17 @@ def main():
             print(f"INFO: RSS not judged in a run under 5 minutes ({rss_detail})")
         else:
             check(len(after) >= 10 and abs(growth) <= 5, "RSS flat after the warm-up (within 5 %)", rss_detail)
+        heap_after = [(u, f) for t, u, f in heap if t >= WARMUP_S]
+        hn = max(1, len(heap_after) // 10)
+        heap_first = [statistics.mean(x[i] for x in heap_after[:hn]) / 1024 for i in (0, 1)] if heap_after else [0, 0]
+        heap_last = [statistics.mean(x[i] for x in heap_after[-hn:]) / 1024 for i in (0, 1)] if heap_after else [0, 0]
+        print(f"INFO: malloc heap after warm-up: in use {heap_first[0]:.1f} -> {heap_last[0]:.1f} MiB, "
+              f"free but kept {heap_first[1]:.1f} -> {heap_last[1]:.1f} MiB")
         slow = sum(float(ln.split()[-1]) for ln in m.splitlines() if ln.startswith("dragoman_listener_disconnects_total"))
         losses = srv.metric('dragoman_stage_losses_total{room="main"}', m)
-        result.update({"rss_kib": samples, "rss_after_warmup_mib": [round(first / 1024, 1), round(last / 1024, 1)],
+        result.update({"rss_kib": samples, "heap_kib": heap,
+                       "heap_in_use_mib": [round(heap_first[0], 1), round(heap_last[0], 1)],
+                       "heap_free_mib": [round(heap_first[1], 1), round(heap_last[1], 1)], "rss_after_warmup_mib": [round(first / 1024, 1), round(last / 1024, 1)],
                        "rss_growth_pct": round(growth, 2), "rss_max_mib": round(max(after) / 1024, 1),
                        "steady_frames_min": min(frames), "expected_frames": round(expected), "dropped": dropped,
                        "churn": churned, "hls": viewed, "stage_drops": stage_drops, "stage_losses_counted": losses,
