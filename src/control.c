@@ -159,7 +159,9 @@ raise_alert (DragomanControl *c, const char *kind, const char *room, const char 
   a->since = g_get_real_time () / G_USEC_PER_SEC;
   a->expires_us = expires;
   g_ptr_array_add (c->alerts, a);
-  GST_WARNING ("ALERT %s: %s", a->id, a->message);
+  /* on stderr too, once per alert (a raised one is only extended above): the
+   * operator's terminal and journal get the reason, not just the control page */
+  g_printerr ("alert %s: %s\n", a->id, a->message);
   g_autoptr (JsonBuilder) j = json_builder_new ();
   json_builder_begin_object (j);
   add_str (j, "type", "alert");

@@ -61,6 +61,7 @@ struct _DragomanFanout {
   guint inbox_len;         /* protected by lock */
   guint32 next_seq;        /* protected by lock: numbered at push, so drops show as gaps */
   guint64 inbox_drops;     /* protected by lock */
+  gint64 inbox_since_us;   /* protected by lock: when the oldest packet in the inbox came */
   void (*wakeup) (gpointer);
   gpointer wakeup_data;
 
@@ -151,6 +152,8 @@ dragoman_fanout_push (DragomanFanout *f, const guint8 *opus, gsize len, gint64 i
     f->inbox_len--;
     f->inbox_drops++;
   }
+  if (f->inbox_len == 0)
+    f->inbox_since_us = g_get_monotonic_time ();
   Slot *s = &f->inbox[f->inbox_len++];
   s->seq = f->next_seq++;
   s->ingress_us = ingress_us;
@@ -278,9 +281,19 @@ dragoman_fanout_dispatch (DragomanFanout *f)
   }
   f->inbox_len = 0;
   f->stats.inbox_drops = f->inbox_drops;
+  gint64 since = f->inbox_since_us;
   g_mutex_unlock (&f->lock);
   if (n == 0)
     return 0;
+  /* how long the main loop kept this channel waiting: a stall here is a gap in every
+   * listener's ear, whatever blocked the loop (logged with its length, to find it) */
+  guint waited_ms = (guint) ((g_get_monotonic_time () - since) / 1000);
+  if (waited_ms > f->stats.wait_max_ms)
+    f->stats.wait_max_ms = waited_ms;
+  if (waited_ms >= DRAGOMAN_FANOUT_LATE_MS) {
+    f->stats.late_dispatches += n;
+    GST_WARNING ("%s: %u packet(s) waited %u ms for the main loop", f->name, n, waited_ms);
+  }
   f->stats.packets_in += n;
 
   /* O(listeners): one send per listener per packet, the physical floor */

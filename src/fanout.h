@@ -58,8 +58,14 @@ typedef struct {
   guint64 frames_skipped;  /* frames those resyncs dropped */
   guint64 slow_disconnects;/* listeners closed at the hard limit */
   guint64 write_failures;  /* listeners closed because a write to their socket failed (1011) */
+  guint64 late_dispatches; /* packets that waited >= DRAGOMAN_FANOUT_LATE_MS for the service thread */
   guint listeners;          /* audience only: not the booths' return feeds */
+  guint wait_max_ms;        /* the longest a packet waited for the service thread */
 } DragomanFanoutStats;
+
+/* A packet that waits this long in the inbox for the service thread (the main loop)
+ * is late: five 20 ms frames, past any listener's jitter buffer (starts at 40 ms). */
+#define DRAGOMAN_FANOUT_LATE_MS 100
 
 DragomanFanout *dragoman_fanout_new (const char *name, guint frame_ms, guint headroom, guint burst_ms,
                                      guint soft_limit_ms, guint hard_limit_ms);

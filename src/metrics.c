@@ -42,6 +42,10 @@ static const FanoutMetric fanout_metrics[] = {
     G_STRUCT_OFFSET (DragomanFanoutStats, inbox_drops), FALSE },
   { "dragoman_listener_write_failures_total", "Listeners closed because a write to their socket failed",
     G_STRUCT_OFFSET (DragomanFanoutStats, write_failures), FALSE },
+  { "dragoman_late_packets_total", "Packets that waited 100 ms or more for the main loop (a stall every listener hears)",
+    G_STRUCT_OFFSET (DragomanFanoutStats, late_dispatches), FALSE },
+  { "dragoman_main_loop_wait_max_ms", "The longest a packet waited for the main loop since start",
+    G_STRUCT_OFFSET (DragomanFanoutStats, wait_max_ms), TRUE },
 };
 
 /* recordings and restreams: labels room, output (the restream's name or

@@ -665,6 +665,36 @@ GST_START_TEST (test_inbox_overflow)
 }
 GST_END_TEST;
 
+/* a packet kept waiting by a stalled main loop is counted from its push, not its
+ * ingress: the three pushed during the 150 ms stall are late, a prompt one is not */
+GST_START_TEST (test_late_dispatch)
+{
+  DragomanFanout *f = ROOMY (16);
+  TestSink s;
+  sink_init (&s, 16);
+  dragoman_fanout_add (f, &sink_funcs, &s);
+  push_dispatch (f, 0, 1);
+  DragomanFanoutStats st;
+  dragoman_fanout_get_stats (f, &st);
+  fail_unless_equals_uint64 (st.late_dispatches, 0);
+
+  for (guint i = 1; i < 4; i++)
+    fail_unless (push_idx (f, i));
+  g_usleep ((DRAGOMAN_FANOUT_LATE_MS + 50) * 1000);
+  fail_unless_equals_int (dragoman_fanout_dispatch (f), 3);
+  dragoman_fanout_get_stats (f, &st);
+  fail_unless_equals_uint64 (st.late_dispatches, 3);
+  fail_unless (st.wait_max_ms >= DRAGOMAN_FANOUT_LATE_MS + 50, "waited %u ms", st.wait_max_ms);
+
+  push_dispatch (f, 4, 5); /* the clock restarts with the next packet */
+  dragoman_fanout_get_stats (f, &st);
+  fail_unless_equals_uint64 (st.late_dispatches, 3);
+  fail_unless_equals_int (NWRITES (&s), 5);
+  dragoman_fanout_free (f);
+  sink_clear (&s);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_oversized)
 {
   DragomanFanout *f = SMALL (16);
@@ -1019,6 +1049,7 @@ fanout_suite (void)
   tcase_add_test (tc, test_hard_limit);
   tcase_add_test (tc, test_write_failed);
   tcase_add_test (tc, test_inbox_overflow);
+  tcase_add_test (tc, test_late_dispatch);
   tcase_add_test (tc, test_oversized);
   tcase_add_test (tc, test_remove);
   tcase_add_test (tc, test_threaded_push);
