@@ -31,11 +31,11 @@ dragoman_access_check_viewer (DragomanServer *server, const DragomanRoomConfig *
     return DRAGOMAN_ACCESS_OK;
   if (!given || !*given)
     return DRAGOMAN_ACCESS_MISSING;
-  if (!dragoman_auth_allowed (server->auth, address))
+  if (!dragoman_auth_allowed (server->viewer_auth, address))
     return DRAGOMAN_ACCESS_THROTTLED;
   if (dragoman_auth_token_equal (room->viewer_token, given))
     return DRAGOMAN_ACCESS_OK;
-  dragoman_auth_failed (server->auth, address);
+  dragoman_auth_failed (server->viewer_auth, address);
   return DRAGOMAN_ACCESS_WRONG;
 }
 

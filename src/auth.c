@@ -24,12 +24,14 @@ typedef struct {
 
 struct _DragomanAuthLimiter {
   GHashTable *by_address; /* char* → Entry*; main thread only */
+  guint max_failures;     /* in a WINDOW_US */
 };
 
 DragomanAuthLimiter *
-dragoman_auth_limiter_new (void)
+dragoman_auth_limiter_new (guint max_failures)
 {
   DragomanAuthLimiter *l = g_new0 (DragomanAuthLimiter, 1);
+  l->max_failures = max_failures;
   l->by_address = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return l;
 }
@@ -55,7 +57,7 @@ dragoman_auth_allowed (DragomanAuthLimiter *l, const char *address)
     g_hash_table_remove (l->by_address, address);
     return TRUE;
   }
-  return e->failures < DRAGOMAN_AUTH_MAX_FAILURES;
+  return e->failures < l->max_failures;
 }
 
 void

@@ -117,7 +117,8 @@ main (int argc, char **argv)
   server.loop = g_main_loop_new (NULL, FALSE);
   server.started_us = g_get_monotonic_time ();
   server.rooms = g_ptr_array_new_with_free_func ((GDestroyNotify) dragoman_room_free);
-  server.auth = dragoman_auth_limiter_new ();
+  server.auth = dragoman_auth_limiter_new (DRAGOMAN_AUTH_MAX_FAILURES);
+  server.viewer_auth = dragoman_auth_limiter_new (DRAGOMAN_AUTH_MAX_VIEWER_FAILURES);
   int status = EXIT_SUCCESS;
 
   for (guint i = 0; i < server.config->rooms->len; i++) {
@@ -172,6 +173,7 @@ out:
   g_ptr_array_unref (server.rooms);
   g_main_loop_unref (server.loop);
   dragoman_auth_limiter_free (server.auth);
+  dragoman_auth_limiter_free (server.viewer_auth);
   dragoman_config_free (server.config);
   return status;
 }

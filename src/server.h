@@ -28,7 +28,8 @@ typedef struct {
   GMainLoop *loop;
   gint64 started_us; /* g_get_monotonic_time () at start */
   guint listeners;   /* WebSocket listeners, all rooms */
-  DragomanAuthLimiter *auth;
+  DragomanAuthLimiter *auth;        /* booth and control tokens */
+  DragomanAuthLimiter *viewer_auth; /* viewer tokens: its own budget (auth.h) */
   DragomanControl *control;
   DragomanPublisher *publisher; /* NULL: no [publish nchan] */
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
