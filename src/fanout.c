@@ -30,9 +30,14 @@
 GST_DEBUG_CATEGORY_STATIC (fanout_debug);
 #define GST_CAT_DEFAULT fanout_debug
 
-/* At 20 ms frames, 32 packets is 640 ms of service-thread stall before the inbox
- * drops (counted); the main loop never stalls that long in a healthy server. */
-#define INBOX_SLOTS 32
+/* The inbox holds 1 s of packets (50 at 20 ms frames) before it drops (counted).
+ * The main loop never stalls that long in a healthy server, but the mixer does
+ * burst: when the stage is lost it waits for the floor until the switch to
+ * silence (~0.7 s with an SRT stage, measured) and then hands over everything at
+ * once. At 32 slots (640 ms) that burst overflowed the inbox at every stage loss
+ * and raised "server stalled" on the control page; the listeners' resync (soft
+ * limit) is what should skip it, and now does. */
+#define INBOX_MS 1000
 
 typedef struct {
   gint64 ingress_us;
@@ -57,7 +62,8 @@ struct _DragomanFanout {
   guint frame_ms, headroom, burst, soft, hard; /* limits in packets */
 
   GMutex lock;
-  Slot inbox[INBOX_SLOTS]; /* protected by lock */
+  Slot *inbox;             /* protected by lock: inbox_slots of them */
+  guint inbox_slots;
   guint inbox_len;         /* protected by lock */
   guint32 next_seq;        /* protected by lock: numbered at push, so drops show as gaps */
   guint64 inbox_drops;     /* protected by lock */
@@ -99,9 +105,11 @@ dragoman_fanout_new (const char *name, guint frame_ms, guint headroom, guint bur
   f->burst = burst_ms / frame_ms;
   f->soft = MAX (soft_limit_ms / frame_ms, f->burst + 1);
   f->hard = MAX (hard_limit_ms / frame_ms, f->soft + 1);
-  f->capacity = f->hard + f->burst + INBOX_SLOTS + 4;
+  f->inbox_slots = MAX (INBOX_MS / frame_ms, 2);
+  f->capacity = f->hard + f->burst + f->inbox_slots + 4;
   g_mutex_init (&f->lock);
-  for (guint i = 0; i < INBOX_SLOTS; i++)
+  f->inbox = g_new0 (Slot, f->inbox_slots);
+  for (guint i = 0; i < f->inbox_slots; i++)
     f->inbox[i].data = slot_alloc (headroom);
   f->ring = g_new0 (Slot, f->capacity);
   for (guint i = 0; i < f->capacity; i++)
@@ -116,8 +124,9 @@ dragoman_fanout_free (DragomanFanout *f)
 {
   if (!f)
     return;
-  for (guint i = 0; i < INBOX_SLOTS; i++)
+  for (guint i = 0; i < f->inbox_slots; i++)
     g_free (f->inbox[i].data);
+  g_free (f->inbox);
   for (guint i = 0; i < f->capacity; i++)
     g_free (f->ring[i].data);
   g_free (f->ring);
@@ -144,11 +153,11 @@ dragoman_fanout_push (DragomanFanout *f, const guint8 *opus, gsize len, gint64 i
   if (len > DRAGOMAN_OPUS_MAX_BYTES)
     return FALSE;
   g_mutex_lock (&f->lock);
-  if (f->inbox_len == INBOX_SLOTS) {
+  if (f->inbox_len == f->inbox_slots) {
     /* the service thread is stalled: keep the newest audio, drop the oldest */
     guint8 *recycled = f->inbox[0].data;
-    memmove (&f->inbox[0], &f->inbox[1], sizeof (Slot) * (INBOX_SLOTS - 1));
-    f->inbox[INBOX_SLOTS - 1].data = recycled;
+    memmove (&f->inbox[0], &f->inbox[1], sizeof (Slot) * (f->inbox_slots - 1));
+    f->inbox[f->inbox_slots - 1].data = recycled;
     f->inbox_len--;
     f->inbox_drops++;
   }
@@ -295,6 +304,24 @@ dragoman_fanout_dispatch (DragomanFanout *f)
     GST_WARNING ("%s: %u packet(s) waited %u ms for the main loop", f->name, n, waited_ms);
   }
   f->stats.packets_in += n;
+
+  /* More than the soft limit at once is the channel's own catch-up (the mixer
+   * waited for a lost stage's floor, ~0.7 s, then handed it all over), not a slow
+   * listener: everyone skips to the live edge minus the burst, once, counted for the
+   * channel. Left to the per-listener resync it read as a listener drop on every
+   * socket ("slow networks" on the control page) at each stage loss. A choked
+   * listener is left to the usual policy. */
+  if (n > f->soft) {
+    f->stats.catchups++;
+    for (guint i = 0; i < f->listeners->len; i++) {
+      DragomanListener *l = f->listeners->pdata[i];
+      if (l->closed || l->choked || f->head - l->next <= f->burst)
+        continue;
+      l->next = f->head - f->burst;
+      l->discont = TRUE;
+    }
+    GST_INFO ("%s: %u packets at once (%u ms): every listener skips to the live edge", f->name, n, n * f->frame_ms);
+  }
 
   /* O(listeners): one send per listener per packet, the physical floor */
   for (guint i = 0; i < f->listeners->len; i++) {

@@ -59,6 +59,7 @@ typedef struct {
   guint64 slow_disconnects;/* listeners closed at the hard limit */
   guint64 write_failures;  /* listeners closed because a write to their socket failed (1011) */
   guint64 late_dispatches; /* packets that waited >= DRAGOMAN_FANOUT_LATE_MS for the service thread */
+  guint64 catchups;        /* bursts over the soft limit from the encoder: every listener skipped */
   guint listeners;          /* audience only: not the booths' return feeds */
   guint wait_max_ms;        /* the longest a packet waited for the service thread */
 } DragomanFanoutStats;

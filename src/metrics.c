@@ -44,6 +44,8 @@ static const FanoutMetric fanout_metrics[] = {
     G_STRUCT_OFFSET (DragomanFanoutStats, write_failures), FALSE },
   { "dragoman_late_packets_total", "Packets that waited 100 ms or more for the main loop (a stall every listener hears)",
     G_STRUCT_OFFSET (DragomanFanoutStats, late_dispatches), FALSE },
+  { "dragoman_channel_catchups_total", "Bursts longer than the soft limit from the channel's mixer (a stage loss): every listener skipped to the live edge",
+    G_STRUCT_OFFSET (DragomanFanoutStats, catchups), FALSE },
   { "dragoman_main_loop_wait_max_ms", "The longest a packet waited for the main loop since start",
     G_STRUCT_OFFSET (DragomanFanoutStats, wait_max_ms), TRUE },
 };

@@ -517,8 +517,11 @@ teardown (DragomanOutput *o)
     g_source_remove (o->bus_watch);
   o->bus_watch = 0;
   if (o->pipeline) {
+    gint64 t0 = g_get_monotonic_time ();
     gst_element_set_state (o->pipeline, GST_STATE_NULL);
     gst_clear_object (&o->pipeline);
+    GST_INFO ("%s %s: pipeline stopped in %" G_GINT64_FORMAT " ms", kind_names[o->kind], o->name,
+              (g_get_monotonic_time () - t0) / 1000);
   }
 }
 
