@@ -219,6 +219,7 @@ def main():
                                    total("dragoman_inbox_drops_total"))
         write_failures = total("dragoman_listener_write_failures_total")
         late = total("dragoman_late_packets_total")
+        catchups = total("dragoman_channel_catchups_total")
         wait_max = max((float(ln.split()[-1]) for ln in m.splitlines() if ln.startswith("dragoman_main_loop_wait_max_ms{")),
                        default=0)
         # a frame the server skipped for a slow reader (a resync, counted) is not lost audio of
@@ -265,13 +266,13 @@ def main():
                        "churn": churned, "hls": viewed, "stage_drops": stage_drops, "stage_losses_counted": losses,
                        "booth_cycles": booth_cycles, "slow_disconnects": slow, "resyncs": resyncs,
                        "frames_skipped": skipped, "inbox_drops": inbox,
-                       "write_failures": write_failures, "late_packets": late, "main_loop_wait_max_ms": wait_max,
+                       "write_failures": write_failures, "late_packets": late, "channel_catchups": catchups, "main_loop_wait_max_ms": wait_max,
                        "load_end": os.getloadavg()})
         print(f"soak summary: {MINUTES:g} min, RSS {first / 1024:.1f} -> {last / 1024:.1f} MiB ({growth:+.1f} %) "
               f"after {WARMUP_S:.0f} s warm-up, {STEADY} steady listeners (min {min(frames)} frames of ~{expected:.0f}, "
               f"{len(dropped)} dropped), {churned['ok']} churned, {viewed['segments']} HLS segments, {stage_drops} "
               f"stage drops, {booth_cycles} booth cycles, {slow:g} slow disconnects, {resyncs:g} resyncs "
-              f"({skipped:g} frames skipped), {inbox:g} inbox drops, {late:g} late packets (longest wait for the main loop {wait_max:g} ms), "
+              f"({skipped:g} frames skipped), {catchups:g} channel catch-ups, {inbox:g} inbox drops, {late:g} late packets (longest wait for the main loop {wait_max:g} ms), "
               f"{write_failures:g} write failures, load {result['load_start'][0]:.1f}"
               f" -> {result['load_end'][0]:.1f}")
     finally:
