@@ -144,6 +144,7 @@ main (int argc, char **argv)
     }
   }
   server.publisher = dragoman_publisher_new (&server);
+  server.heaptrim = dragoman_heaptrim_start (DRAGOMAN_HEAPTRIM_INTERVAL_S);
   print_urls (&server);
   for (guint i = 0; !server.config->tls_cert && i < server.config->rooms->len; i++) {
     const DragomanRoomConfig *rc = server.config->rooms->pdata[i];
@@ -166,6 +167,7 @@ out:
   /* pipelines first, so no streaming thread wakes a destroyed socket context;
    * sessions closed after that must not touch the rooms */
   server.stopping = TRUE;
+  g_clear_pointer (&server.heaptrim, dragoman_heaptrim_stop);
   g_clear_pointer (&server.publisher, dragoman_publisher_free);
   g_ptr_array_set_size (server.rooms, 0);
   dragoman_http_stop (&server);

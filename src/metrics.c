@@ -162,7 +162,7 @@ append_publish_metrics (DragomanServer *server, GString *s)
  * (docs/reliability.md) judges them apart. mallinfo2 walks every arena under its lock: a few
  * microseconds with GStreamer's ~30 streaming threads, fine at a scrape every few seconds. */
 static void
-append_memory_metrics (GString *s)
+append_memory_metrics (DragomanServer *server, GString *s)
 {
   guint64 rss_kib = 0;
   g_autofree char *status = NULL;
@@ -182,6 +182,21 @@ append_memory_metrics (GString *s)
                           "dragoman_heap_bytes{kind=\"free\"} %zu\n"
                           "dragoman_heap_bytes{kind=\"mmapped\"} %zu\n",
                           rss_kib * 1024, mi.uordblks, mi.fordblks, mi.hblkhd);
+  if (server->heaptrim) {
+    DragomanHeapTrimStats ts;
+    dragoman_heaptrim_get_stats (server->heaptrim, &ts);
+    g_string_append_printf (s,
+                            "# HELP dragoman_heap_trims_total Times the free heap was given back to the kernel (every 30 s)\n"
+                            "# TYPE dragoman_heap_trims_total counter\n"
+                            "dragoman_heap_trims_total %" G_GUINT64_FORMAT "\n"
+                            "# HELP dragoman_heap_trimmed_bytes_total Resident memory those trims gave back\n"
+                            "# TYPE dragoman_heap_trimmed_bytes_total counter\n"
+                            "dragoman_heap_trimmed_bytes_total %" G_GUINT64_FORMAT "\n"
+                            "# HELP dragoman_heap_trim_max_seconds The longest trim (one arena locked at a time)\n"
+                            "# TYPE dragoman_heap_trim_max_seconds gauge\n"
+                            "dragoman_heap_trim_max_seconds %.6f\n",
+                            ts.runs, ts.released_bytes, ts.max_us / 1e6);
+  }
 }
 
 char *
@@ -288,7 +303,7 @@ dragoman_metrics_prometheus (DragomanServer *server)
   }
   if (server->control)
     dragoman_control_append_metrics (server->control, s);
-  append_memory_metrics (s);
+  append_memory_metrics (server, s);
   return g_string_free (s, FALSE);
 }
 

@@ -4,6 +4,7 @@
  * GLib main loop and, on it, libwebsockets' service. */
 #pragma once
 #include "auth.h"
+#include "heaptrim.h"
 #include "config.h"
 #include "room.h"
 
@@ -32,6 +33,7 @@ typedef struct {
   DragomanAuthLimiter *viewer_auth; /* viewer tokens: its own budget (auth.h) */
   DragomanControl *control;
   DragomanPublisher *publisher; /* NULL: no [publish nchan] */
+  DragomanHeapTrim *heaptrim;
   gboolean stopping; /* rooms are being torn down: sessions must not touch them */
   char *hlsjs_dir;   /* web-root/node_modules/hls.js/dist, mounted at /vendor/hls */
   DragomanServerCounters counters;
