@@ -625,7 +625,7 @@ dragoman_control_welcome (DragomanControl *c, DragomanCrewMember *m)
 }
 
 static void
-result (DragomanCrewMember *m, JsonObject *msg, const char *error)
+result (DragomanCrewMember *m, JsonObject *msg, const char *code, const char *error)
 {
   g_autoptr (JsonBuilder) j = json_builder_new ();
   json_builder_begin_object (j);
@@ -637,8 +637,10 @@ result (DragomanCrewMember *m, JsonObject *msg, const char *error)
     json_builder_add_null_value (j);
   json_builder_set_member_name (j, "ok");
   json_builder_add_boolean_value (j, error == NULL);
-  if (error)
+  if (error) {
+    add_str (j, "code", code); /* the page says it in the crew's language; error stays English */
     add_str (j, "error", error);
+  }
   json_builder_end_object (j);
   g_autoptr (JsonNode) root = json_builder_get_root (j);
   g_autofree char *json = json_to_string (root, FALSE);
@@ -657,13 +659,14 @@ dragoman_control_handle (DragomanControl *c, DragomanCrewMember *m, JsonObject *
   DragomanChannel *ch = room && dragoman_config_valid_id (lang) ? dragoman_room_find_channel (room, lang) : NULL;
   DragomanBooth *booth =
       room && dragoman_config_valid_id (booth_lang) ? dragoman_room_find_booth (room, booth_lang) : NULL;
-  const char *error = NULL;
+  const char *error = NULL, *code = NULL;
+#define REFUSE(c, text) (code = (c), error = (text))
 
   if (!room)
-    error = "unknown room";
+    REFUSE ("unknown-room", "unknown room");
   else if (g_str_equal (type, "force-floor")) {
     if (!ch || g_str_equal (lang, "orig"))
-      error = "unknown language channel";
+      REFUSE ("unknown-channel", "unknown language channel");
     else {
       dragoman_channel_set_force_floor (ch, value, GST_CLOCK_TIME_NONE);
       GST_WARNING ("control: %s %s floor on %s/%s", m->name, value ? "forced the" : "released the", room_id, lang);
@@ -671,14 +674,14 @@ dragoman_control_handle (DragomanControl *c, DragomanCrewMember *m, JsonObject *
   } else if (g_str_equal (type, "duck")) {
     double db = json_object_get_double_member_with_default (msg, "db", 1);
     if (!ch || g_str_equal (lang, "orig") || db < -60 || db > 0)
-      error = "duck needs a language channel and db in [-60, 0]";
+      REFUSE ("bad-duck", "duck needs a language channel and db in [-60, 0]");
     else {
       dragoman_channel_set_duck_db (ch, db, GST_CLOCK_TIME_NONE);
       GST_WARNING ("control: %s set the floor under %s/%s to %.1f dB", m->name, room_id, lang, db);
     }
   } else if (g_str_equal (type, "on-air") || g_str_equal (type, "mute")) {
     if (!booth)
-      error = "unknown booth";
+      REFUSE ("unknown-booth", "unknown booth");
     else if (g_str_equal (type, "on-air"))
       dragoman_booth_set_on_air (booth, value);
     else
@@ -687,17 +690,20 @@ dragoman_control_handle (DragomanControl *c, DragomanCrewMember *m, JsonObject *
       GST_WARNING ("control: %s set %s %s on %s/%s", m->name, type, value ? "on" : "off", room_id, booth_lang);
   } else if (g_str_equal (type, "kick")) {
     const char *who = json_object_get_string_member_with_default (msg, "interpreter", "");
-    if (!booth || !dragoman_booth_kick (booth, who, m->name))
-      error = "no such interpreter in that booth";
+    if (!booth)
+      REFUSE ("unknown-booth", "unknown booth");
+    else if (!dragoman_booth_kick (booth, who, m->name))
+      REFUSE ("unknown-interpreter", "no such interpreter in that booth");
   } else if (g_str_equal (type, "record") || g_str_equal (type, "restream")) {
     gboolean rec = g_str_equal (type, "record");
     const char *name = rec ? "record" : json_object_get_string_member_with_default (msg, "name", "");
     DragomanOutput *o = dragoman_config_valid_id (name) ? dragoman_room_find_output (room, name) : NULL;
     g_autoptr (GError) err = NULL;
     if (!o || rec != g_str_equal (dragoman_output_get_kind (o), "recording"))
-      error = rec ? "this room has no [record] group" : "no such restream in this room";
+      REFUSE (rec ? "no-recording" : "unknown-restream",
+              rec ? "this room has no [record] group" : "no such restream in this room");
     else if (value && !dragoman_output_start (o, &err))
-      error = err->message; /* result() copies it before err goes */
+      REFUSE ("output-failed", err->message); /* result() copies it before err goes */
     else if (!value)
       dragoman_output_stop (o);
     if (!error)
@@ -705,24 +711,25 @@ dragoman_control_handle (DragomanControl *c, DragomanCrewMember *m, JsonObject *
                    dragoman_output_get_kind (o), name, room_id);
     if (error) {
       GST_INFO ("control: %s's %s refused: %s", m->name, type, error);
-      result (m, msg, error);
+      result (m, msg, code, error);
       broadcast_state (c);
       return;
     }
   } else if (g_str_equal (type, "message")) {
     const char *text = json_object_get_string_member_with_default (msg, "text", "");
     if (!booth || !*text || g_utf8_strlen (text, -1) > 500)
-      error = "message needs a booth and 1-500 characters of text";
+      REFUSE ("bad-message", "message needs a booth and 1-500 characters of text");
     else {
       dragoman_booth_message (booth, text);
       GST_INFO ("control: %s sent a message to %s/%s", m->name, room_id, booth_lang);
     }
   } else {
-    error = "unknown action";
+    REFUSE ("unknown-action", "unknown action");
   }
+#undef REFUSE
   if (error && room)
     GST_INFO ("control: %s's %s refused: %s", m->name, type, error);
-  result (m, msg, error);
+  result (m, msg, code, error);
   broadcast_state (c);
 }
 

@@ -296,6 +296,14 @@ function describe(type, f) {
   return t(f.value ? 'control.do.on' : 'control.do.off', { action: actionName(type), where });
 }
 
+// Why the server refused, in the crew's language (docs/protocol.md: result codes); an
+// output that would not start adds the server's own words; an unknown code, its English.
+function refusal(res) {
+  const key = `control.refusal.${res.code}`;
+  if (!res.code || !has(key)) return res.error || t('control.err.refused');
+  return t(key, { error: res.error || '' });
+}
+
 function finishAction(res, p) {
   const ms = p ? Math.round(performance.now() - p.at) : null;
   const entry = { id: res.id, ok: !!res.ok, error: res.error || null, type: p?.type || null, fields: p?.fields || null,
@@ -303,7 +311,7 @@ function finishAction(res, p) {
   control.results.push(entry);
   if (control.results.length > 200) control.results.shift();
   const what = p ? describe(p.type, p.fields) : t('control.actionN', { id: res.id });
-  const text = res.ok ? `✓ ${what} (${t('unit.ms', { v: ms })})` : `✗ ${what}: ${res.error || t('control.err.refused')}`;
+  const text = res.ok ? `✓ ${what} (${t('unit.ms', { v: ms })})` : `✗ ${what}: ${refusal(res)}`;
   if (p?.strip) showResult(p.strip, text, !!res.ok);
   const li = document.createElement('li');
   li.className = res.ok ? 'ok' : 'bad';

@@ -69,6 +69,11 @@ test('i18n files: complete, same placeholders, every key the pages use exists', 
     for (const m of src.matchAll(/\bt\('([\w.-]+)'/g)) used.add(m[1]);
   }
   for (const k of used) if (!(k in en)) problems.push(`the pages use ${k}, en.json lacks it`);
+  // every reason the server gives for refusing a crew action has its words (control.js refusal())
+  const controlC = fs.readFileSync(path.join(WEB, '..', 'src', 'control.c'), 'utf8');
+  const codes = [...controlC.matchAll(/REFUSE \(\s*(?:rec \? )?"([\w-]+)"(?:\s*:\s*"([\w-]+)")?/g)].flatMap((m) => m.slice(1).filter(Boolean));
+  if (codes.length < 10) problems.push(`found only ${codes.length} refusal codes in src/control.c`);
+  for (const c of codes) if (!(`control.refusal.${c}` in en)) problems.push(`src/control.c refuses with ${c}, en.json lacks control.refusal.${c}`);
   assert(problems.length === 0, `${problems.length} problems:\n  ${problems.slice(0, 40).join('\n  ')}`);
   return `${Object.keys(en).length} keys in en; ${LANGS.map((l) => `${l} ${Object.keys(dicts[l]).length}`).join(', ')}; ${used.size} keys used literally by the pages`;
 });

@@ -152,7 +152,11 @@ def main():
               f"floor ident {max(lv[:5]):.1f} → {max(lv[-10:]):.1f} dBFS (un-ducked it reads ~-48)")
 
         bad = act(ws, {"type": "force-floor", "room": "nope", "lang": "hy", "value": True, "id": 5})
-        check(bad and not bad["ok"], "an action on an unknown room is refused", json.dumps(bad))
+        check(bad and not bad["ok"] and bad.get("code") == "unknown-room", "an action on an unknown room is refused (unknown-room)",
+              json.dumps(bad))
+        bad = act(ws, {"type": "kick", "room": "main", "booth": "xx", "interpreter": "Anna", "id": 6})
+        check(bad and not bad["ok"] and bad.get("code") == "unknown-booth", "a kick in an unknown booth is refused (unknown-booth)",
+              json.dumps(bad))
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         check("dragoman_level_dbfs{room=\"main\",meter=\"channel\",lang=\"hy\"" in metrics,
               "levels are in /metrics")
