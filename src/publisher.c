@@ -40,7 +40,7 @@ typedef struct {
   gint64 state_sent_us;
   gboolean connected;
   guint attempts; /* failed attempts since the link was last up, for the log */
-  char error[160];
+  char error[400];
   guint32 last_seq; /* of the last packet sent; a jump gets the discontinuity flag */
   gboolean sent_any;
   DragomanPublishLinkStats stats;
@@ -247,8 +247,14 @@ dragoman_publisher_callback (struct lws *wsi, enum lws_callback_reasons reason, 
     return 0;
 
   case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-    g_autofree char *why = g_strdup_printf ("cannot connect (%.*s)", in ? (int) MIN (len ? len : strlen (in), 200) : 2,
-                                            in ? (const char *) in : "?");
+    g_autofree char *lws_why = g_strndup (in ? (const char *) in : "?", in ? MIN (len ? len : strlen (in), 200) : 1);
+    /* lws says only "connect SSL err 1" when the edge's certificate is refused */
+    gboolean tls = g_str_has_prefix (l->pub->url, "wss:") && (strstr (lws_why, "SSL") || strstr (lws_why, "ssl"));
+    g_autofree char *why = g_strdup_printf (
+        "cannot connect (%s)%s", lws_why,
+        tls ? ": the edge's TLS certificate was not accepted (untrusted, expired or for another host name); "
+              "give the edge a trusted one, or set [publish nchan] tls-insecure = true for a self-signed one on a LAN"
+            : "");
     link_down (l, why);
     return 0;
   }
