@@ -35,8 +35,8 @@ GST_DEBUG_CATEGORY_STATIC (fanout_debug);
  * burst: when the stage is lost it waits for the floor until the switch to
  * silence (~0.7 s with an SRT stage, measured) and then hands over everything at
  * once. At 32 slots (640 ms) that burst overflowed the inbox at every stage loss
- * and raised "server stalled" on the control page; the listeners' resync (soft
- * limit) is what should skip it, and now does. */
+ * and raised "server stalled" on the control page; the channel's catch-up in
+ * dragoman_fanout_dispatch() is what skips it now. */
 #define INBOX_MS 1000
 
 typedef struct {
