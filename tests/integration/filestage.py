@@ -9,8 +9,11 @@ starts the demo server with `room main.stage=file`, and checks:
     packet gaps;
   - HLS carries the file's own video, passed through (320x240, not the slate);
   - a missing file is a clear configuration error (exit 2 naming it).
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+
+from harness import scaled
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRAGOMAN = os.path.join(ROOT, "build/dragoman")
@@ -57,7 +60,7 @@ def main():
                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         t0, state = time.time(), None
-        while time.time() - t0 < 15:
+        while time.time() - t0 < scaled(15):
             try:
                 state = json.loads(get(port, "/api/v1/rooms"))["rooms"][0]["stage"]["state"]
                 if state == "live":
@@ -68,7 +71,7 @@ def main():
         check(state == "live", "the file stage goes live", f"after {time.time() - t0:.1f} s")
         out = subprocess.run([os.path.join(ROOT, "build/wsprobe"), "--url",
                               f"ws://127.0.0.1:{port}/ws/listen?room=main&lang=orig", "--seconds", "14", "--json"],
-                             capture_output=True, text=True, timeout=40).stdout
+                             capture_output=True, text=True, timeout=scaled(40)).stdout
         p = json.loads(out)
         tl = p["timeline"]
         check(p["gaps"] == 0 and len(tl) >= 130 and tl.count("o") >= len(tl) - 2,
@@ -88,7 +91,7 @@ def main():
     finally:
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

@@ -15,11 +15,13 @@ interpreters need dragoman on https://. This test:
   - wss:// /ws/control signs in with the admin token and gets the state;
   - a plain-TCP client that sends garbage instead of a TLS hello does not disturb
     the wss listener.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import http.client, json, os, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRAGOMAN = os.path.join(ROOT, "build/dragoman")
@@ -104,7 +106,7 @@ def main():
     trust = ssl.create_default_context(cafile=crt)
     try:
         t0 = time.time()
-        while time.time() - t0 < 15 and srv.poll() is None:
+        while time.time() - t0 < scaled(15) and srv.poll() is None:
             try:
                 if https(trust, port, "/healthz")[0] == 200:
                     break
@@ -168,7 +170,7 @@ def main():
 
         ws = WebSocket(port, "/ws/control", ssl_context=trust, server_hostname="localhost")
         ws.send({"type": "auth", "token": ADMIN, "name": "TLS test"})
-        msgs = ws.messages(2.5)
+        msgs = ws.messages(scaled(2.5))
         ws.close()
         kinds = {m.get("type") for m in msgs}
         check("welcome" in kinds and "state" in kinds, "wss:// /ws/control: welcome and state with the admin token",
@@ -178,7 +180,7 @@ def main():
     finally:
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()
