@@ -46,6 +46,7 @@ mkdir -p "$ART"
 scaled() { python3 tests/integration/harness.py scaled "$1"; }
 scaled_int() { python3 tests/integration/harness.py scaled_int "$1"; }
 HEALTH_POLLS=$(scaled_int 100) # of 0.2 s: 20 s
+ICE_TIMEOUT=$(scaled_int 10)   # boothpeer's default: ICE connected within 10 s of joining
 for bin in build/dragoman build/wsprobe build/boothpeer; do
   [[ -x $bin ]] || { echo "FAIL: $bin missing, run make first"; exit 1; }
 done
@@ -103,23 +104,24 @@ now_us() { echo $(($(date +%s%N) / 1000)); }
 
 # ---- the scripted session -------------------------------------------------
 PROBE_START_US=$(now_us)
-build/wsprobe --url "$WS/ws/listen?room=workshop&lang=hy" --seconds 24 --json \
+# 24 s: A's script ends 13 s after its ICE connection (~2 s, scaled), C quits 20 s after its own
+build/wsprobe --url "$WS/ws/listen?room=workshop&lang=hy" --seconds $((22 + $(scaled_int 2))) --json \
   >"$RUN/probe-hy.json" 2>"$RUN/probe-hy.err" &
 PROBE_PID=$!
 PEER_PIDS+=("$PROBE_PID")
 sleep 0.3
 build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --freq 9000 --json --actions-from-ice \
-  --actions "2:on-air=true,4:listen=ru,7:listen=floor,8:on-air=false,10:on-air=true,13:drop" \
+  --ice-timeout "$ICE_TIMEOUT" --actions "2:on-air=true,4:listen=ru,7:listen=floor,8:on-air=false,10:on-air=true,13:drop" \
   >"$RUN/peer-a.json" 2>"$RUN/peer-a.log" &
 A_PID=$!
 PEER_PIDS+=("$A_PID")
 build/boothpeer --url "$(booth workshop ru)" --token demo-ru-booth --name Boris --freq 10000 --json \
-  --actions-from-ice --actions "1:on-air=true,20:quit" >"$RUN/peer-b.json" 2>"$RUN/peer-b.log" &
+  --ice-timeout "$ICE_TIMEOUT" --actions-from-ice --actions "1:on-air=true,20:quit" >"$RUN/peer-b.json" 2>"$RUN/peer-b.log" &
 B_PID=$!
 PEER_PIDS+=("$B_PID")
 sleep 3
 build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Carla --freq 10500 --json \
-  --actions-from-ice --actions "20:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
+  --ice-timeout "$ICE_TIMEOUT" --actions-from-ice --actions "20:quit" >"$RUN/peer-c.json" 2>"$RUN/peer-c.log" &
 C_PID=$!
 PEER_PIDS+=("$C_PID")
 sleep 1
@@ -306,7 +308,7 @@ negative wrong-token 4401 "$(booth workshop hy)" --token not-the-token --expect-
 
 rc=0
 build/boothpeer --url "$(booth workshop hy)" --token demo-hy-booth --name Anna --json --actions-from-ice \
-  --actions "0.5:quit" >"$RUN/after.json" 2>"$RUN/after.log" || rc=$?
+  --ice-timeout "$ICE_TIMEOUT" --actions "0.5:quit" >"$RUN/after.json" 2>"$RUN/after.log" || rc=$?
 if ((rc == 0)); then
   pass "the right token still signs in (and ICE connects) after a wrong one"
 else

@@ -56,15 +56,16 @@ def main():
                 time.sleep(0.2)
         ws = f"ws://127.0.0.1:{port}"
 
-        def probe(lang):
-            return subprocess.Popen([os.path.join(ROOT, "build/wsprobe"), "--url",
-                                     f"{ws}/ws/listen?room=workshop&lang={lang}", "--seconds", "18", "--json"],
+        def probe(lang):  # 18 s: the peers' 15 s scripts after ICE connects (~2 s, scaled) and 1 s
+            return subprocess.Popen([os.path.join(ROOT, "build/wsprobe"), "--url", f"{ws}/ws/listen?room=workshop&lang={lang}",
+                                     "--seconds", str(16 + scaled_int(2)), "--json"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
         def peer(booth, token, name, freq, actions):
             return subprocess.Popen([os.path.join(ROOT, "build/boothpeer"), "--url",
                                      f"{ws}/ws/booth?room=workshop&booth={booth}", "--token", token, "--name", name,
-                                     "--freq", str(freq), "--json", "--actions-from-ice", "--actions", actions],
+                                     "--freq", str(freq), "--json", "--actions-from-ice", "--actions", actions,
+                                     "--ice-timeout", str(scaled_int(10))],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
         probes = {lang: probe(lang) for lang in ("hy", "ru")}
