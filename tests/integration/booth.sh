@@ -252,9 +252,10 @@ for k, who in (("tr", "Carla (not live)"), ("ru", "Boris (other booth)")):
         problems.append(f"{who}'s tone leaked into hy: {t[k]} windows")
 # The drop, on the probe's axis: window k holds audio from about
 # probe_start + 50 ms + k * 100 ms (connect, then a 60 ms burst of older audio).
+# 100 ms of slack (scaled: a slower wsprobe connects later, and d comes out late).
 drop_us = a["wall_start_us"] + a["dropped_at_s"] * 1e6
 d = (drop_us - probe_start) / 1e6 - 0.05
-after = [(w, s) for w, s in states if w / 10 >= d - 0.1]
+after = [(w, s) for w, s in states if w / 10 >= d - scaled(0.1)]
 state_ms = (after[0][0] / 10 - d) * 1000 if after and after[0][1] == "floor" else None
 k0 = int(d * 10)
 audio_k = next((k for k in range(k0, len(tl) - 5) if "h" not in tl[k:k + 5] and "o" in tl[k:k + 5]), None)
