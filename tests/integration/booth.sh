@@ -250,11 +250,12 @@ if t["hy"] < 50:
 for k, who in (("tr", "Carla (not live)"), ("ru", "Boris (other booth)")):
     if t[k]:
         problems.append(f"{who}'s tone leaked into hy: {t[k]} windows")
-# The drop, on the probe's axis: window k holds audio from about
-# probe_start + 50 ms + k * 100 ms (connect, then a 60 ms burst of older audio).
-# 100 ms of slack (scaled: a slower wsprobe connects later, and d comes out late).
+# The drop, on the probe's axis: window k holds audio that arrived from about
+# first packet + k * 100 ms (wsprobe's first_packet_wall_us). Assuming probe_start
+# + 50 ms instead put the drop 0.1-0.6 s late whenever wsprobe took longer to start
+# (a loaded machine, the sanitized build): the floor's state then fell before it.
 drop_us = a["wall_start_us"] + a["dropped_at_s"] * 1e6
-d = (drop_us - probe_start) / 1e6 - 0.05
+d = (drop_us - (p.get("first_packet_wall_us") or probe_start + 50000)) / 1e6
 after = [(w, s) for w, s in states if w / 10 >= d - scaled(0.1)]
 state_ms = (after[0][0] / 10 - d) * 1000 if after and after[0][1] == "floor" else None
 k0 = int(d * 10)

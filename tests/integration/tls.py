@@ -159,14 +159,14 @@ def main():
         junk = socket.create_connection(("127.0.0.1", port), timeout=5)
         junk.sendall(b"\x16\x03\x01\xff\xff" + os.urandom(600))
         ws = WebSocket(port, "/ws/listen?room=main&lang=hy", ssl_context=trust)
-        texts, frames = binary_frames(ws, 2.0)
+        texts, frames = binary_frames(ws, scaled(2.0))  # 60 frames (1.2 s of audio) within 2 s
         ws.close()
         junk.close()
         hello = next((t for t in texts if t.get("type") == "hello"), None)
         state = next((t for t in texts if t.get("type") == "state"), None)
         check(hello is not None and hello.get("codec") == "opus" and state is not None and frames >= 60,
               "wss:// /ws/listen: hello, state and Opus frames (beside a garbage TLS client)",
-              f"hello {bool(hello)}, state {state and state.get('state')}, {frames} frames in 2 s")
+              f"hello {bool(hello)}, state {state and state.get('state')}, {frames} frames in {scaled(2):g} s")
 
         ws = WebSocket(port, "/ws/control", ssl_context=trust, server_hostname="localhost")
         ws.send({"type": "auth", "token": ADMIN, "name": "TLS test"})
