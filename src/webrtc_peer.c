@@ -332,6 +332,17 @@ dragoman_webrtc_peer_new (GstElement *pipeline, const char *name, GstElement *vo
     gboolean ok;
     g_signal_emit_by_name (ice, "add-local-ip-address", config->ice_addresses[i], &ok);
   }
+  /* No UPnP: libnice asks the LAN's router (UPnP IGD, SSDP multicast) to map a port for every
+   * peer, which a server does not need (it is the address browsers reach, or STUN/TURN says
+   * otherwise), and gssdp leaked a socket address (128 bytes with its GInetAddress) each time
+   * (LeakSanitizer, make asan ASAN_LEAKS=1: 768 bytes after booth.sh). The NiceAgent is
+   * webrtcbin's (GstWebRTCNice "agent", GStreamer >= 1.22; older: UPnP stays on). */
+  GObject *agent = NULL;
+  if (ice && g_object_class_find_property (G_OBJECT_GET_CLASS (ice), "agent"))
+    g_object_get (ice, "agent", &agent, NULL);
+  if (agent && g_object_class_find_property (G_OBJECT_GET_CLASS (agent), "upnp"))
+    g_object_set (agent, "upnp", FALSE, NULL);
+  g_clear_object (&agent);
   g_clear_object (&ice);
 
   /* return feed: the channel's Opus packets, stamped on arrival */

@@ -67,6 +67,7 @@ typedef struct {
   gint64 last_rx;    /* monotonic µs of the previous packet */
   double max_iat;    /* longest silence between packets, ms: stalls */
   gint64 first_rx;   /* monotonic µs of the first packet */
+  gint64 first_rx_wall; /* the same instant, real-time µs (to align the timeline with other clocks) */
   double max_iat_at; /* when that silence ended, s after the first packet */
   int close_code;    /* -1 = none received */
   char *close_reason;
@@ -389,8 +390,10 @@ on_binary (Probe *p, const guint8 *b, gsize len)
       fail (p, "seq %u after %u without discontinuity flag", seq, p->next_seq - 1);
   }
   p->next_seq = seq + 1;
-  if (!p->first_rx)
+  if (!p->first_rx) {
     p->first_rx = mono;
+    p->first_rx_wall = now;
+  }
   if (p->last_rx && (mono - p->last_rx) / 1000.0 > p->max_iat) {
     p->max_iat = (mono - p->last_rx) / 1000.0;
     p->max_iat_at = (mono - p->first_rx) / 1e6;
@@ -639,8 +642,8 @@ report (Probe *p)
   g_string_truncate (o, o->len - 1);
   g_string_append_printf (o,
                           "},\"max_interarrival_ms\":%.2f,\"max_interarrival_at_s\":%.2f,"
-                          "\"rms_dbfs\":%.1f,\"tones\":{",
-                          p->max_iat, p->max_iat_at, rms);
+                          "\"first_packet_wall_us\":%" G_GINT64_FORMAT ",\"rms_dbfs\":%.1f,\"tones\":{",
+                          p->max_iat, p->max_iat_at, p->first_rx_wall, rms);
   for (int k = 0; k <= N_IDENT; k++)
     g_string_append_printf (o, "%s\"%s\":%u", k ? "," : "", k < N_IDENT ? ident_name[k] : "none", p->tones[k]);
   g_string_append_printf (o, "},\"timeline\":\"%s\",\"text_windows\":[", p->timeline->str);

@@ -7,7 +7,8 @@
 #   make fuzz-smoke   every target for FUZZ_SMOKE_SECONDS (3) each, from the seeds in
 #                     tests/fuzz/corpus/NAME/ (regressions among them): part of `make test`.
 #   make asan         the server, tools and unit checks built with ASan + UBSan into build-asan/,
-#                     then the unit checks and the integration tests run against them.
+#                     then the unit checks and every integration test run against them, with
+#                     their time limits times ASAN_TIME_SCALE (3); ASAN_LEAKS=1 adds LeakSanitizer.
 #
 # Targets: tests/fuzz/fuzz_NAME.c, each a LLVMFuzzerTestOneInput over one parser (see the
 # comment at the top of each). They link build/fuzz/libdragoman.a (every src/ object but
@@ -96,18 +97,30 @@ fuzz-smoke: fuzz-toolchain $(FUZZ_BINS)
 # sanitized binaries and the main build's demo voices.
 #
 # LeakSanitizer is off by default (GStreamer keeps plugins, registry and caps to exit);
-# ASAN_LEAKS=1 turns it on. UBSan stops at the first finding.
+# ASAN_LEAKS=1 turns it on for the unit checks and the server (suppressions, each with its
+# reason: tests/fuzz/lsan.supp), not for the test tools the scripts run (wsprobe, boothpeer:
+# clients that exit without freeing; a report there failed every booth test). UBSan stops at
+# the first finding.
 
 ASAN_BUILD   ?= build-asan
 ASAN_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_LEAKS   ?= 0
 ASAN_TOOLS    = dragoman wsprobe loadgen clickbench boothpeer
 ASAN_CHECKS   = $(patsubst tests/check/%.c,$(ASAN_BUILD)/check/%,$(wildcard tests/check/*.c))
-# the suppressions match frames in libraries built without frame pointers: slow unwinding
-ASAN_UNWIND   = $(if $(filter 1,$(ASAN_LEAKS)),:fast_unwind_on_malloc=0:malloc_context_size=40)
-ASAN_ENV      = ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=1:detect_stack_use_after_return=0$(ASAN_UNWIND) \
-                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
+# Leaks need slow unwinding: the libraries are built without frame pointers, so a fast
+# unwind stops at g_malloc and neither our frames nor a suppression's show. 16 frames: with 40
+# the server fell behind real time (a listener's delay p95 1.3 s, packets lost); with 16 it
+# kept up on a quiet machine (p95 0.1 s, no gaps) and an allocation's caller in src/ is still
+# in the stack. On a loaded one (load 30-48) it did not: gaps, WebRTC ICE in 25 s, failures
+# the time scale cannot cover; the leak reports of such a run still count.
+ASAN_UNWIND   = $(if $(filter 1,$(ASAN_LEAKS)),:fast_unwind_on_malloc=0:malloc_context_size=16)
+ASAN_OPTS     = abort_on_error=1:detect_stack_use_after_return=0
+ASAN_LSAN     = LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 G_SLICE=always-malloc
+ASAN_ENV      = ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):$(ASAN_OPTS)$(ASAN_UNWIND) $(ASAN_LSAN)
+# the integration scripts' environment: no leak checks (the tools); the server's own
+# ASAN_OPTIONS come from its wrapper, build-asan/tree/build/dragoman
+ASAN_TOOL_ENV = ASAN_OPTIONS=detect_leaks=0:$(ASAN_OPTS) $(ASAN_LSAN)
 # what the tree links to (tests, pages, configs, pipelines, tools the tests call)
 ASAN_TREE     = configs pipelines web tests tools docs
 
@@ -120,21 +133,31 @@ asan-build:
 asan-check: asan-build
 	@set -e; for t in $(ASAN_CHECKS); do echo "== asan $$t"; $(ASAN_ENV) $$t; done
 
-# Every tests/integration/*.sh and *.py (wsclient.py is a module: running it does nothing),
-# all of them even after a failure; then the sanitizers' reports from the servers' logs
-# (build-asan/tree/build/test-artifacts/). A sanitized server is 2-3 times slower: checks with
-# tight timing (audio windows, handover within 500 ms) can fail on a loaded machine without
-# a report; a report is always a bug.
+# Every tests/integration/*.sh and *.py (wsclient.py and harness.py are modules: run, they do
+# nothing), all of them even after a failure; then the sanitizers' reports from the servers'
+# logs (build-asan/tree/build/test-artifacts/, emptied first). A sanitized server is 2-3 times
+# slower, so the tests run with DRAGOMAN_TIME_SCALE=$(ASAN_TIME_SCALE): every deadline, wait for the server
+# and latency limit (healthy within 20 s, back to the floor within 500 ms, delay p95 <= 200 ms)
+# is multiplied by it, never a correctness check (which tone on which channel, no gaps,
+# byte-exact, counts): scaled() in tests/integration/harness.py, the one place. The soak runs
+# as in `make integration` (36 s). A report is always a bug.
 ASAN_REPORTS = ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:
+ASAN_TIME_SCALE ?= 3
+ASAN_TEST_ENV    = DRAGOMAN_TIME_SCALE=$(ASAN_TIME_SCALE) SOAK_MINUTES=0.6 SOAK_STAGE_PERIOD=12
 
 asan-integration: asan-build media
-	@mkdir -p $(ASAN_BUILD)/tree/build/test-artifacts
+	@rm -rf $(ASAN_BUILD)/tree/build/test-artifacts && mkdir -p $(ASAN_BUILD)/tree/build/test-artifacts
 	@for d in $(ASAN_TREE); do ln -sfn $(CURDIR)/$$d $(ASAN_BUILD)/tree/$$d; done
-	@for b in $(ASAN_TOOLS); do ln -sfn $(CURDIR)/$(ASAN_BUILD)/$$b $(ASAN_BUILD)/tree/build/$$b; done
+	@for b in $(filter-out dragoman,$(ASAN_TOOLS)); do ln -sfn $(CURDIR)/$(ASAN_BUILD)/$$b $(ASAN_BUILD)/tree/build/$$b; done
+	@rm -f $(ASAN_BUILD)/tree/build/dragoman && \
+	  printf '#!/bin/sh\n# make asan: the sanitized server with its own ASAN_OPTIONS (LeakSanitizer when ASAN_LEAKS=1)\nASAN_OPTIONS=%s exec %s "$$@"\n' \
+	    'detect_leaks=$(ASAN_LEAKS):$(ASAN_OPTS)$(ASAN_UNWIND)' $(CURDIR)/$(ASAN_BUILD)/dragoman > $(ASAN_BUILD)/tree/build/dragoman && \
+	  chmod +x $(ASAN_BUILD)/tree/build/dragoman
 	@ln -sfn $(CURDIR)/$(BUILD)/media $(ASAN_BUILD)/tree/build/media
 	@cd $(ASAN_BUILD)/tree && failed=; for t in tests/integration/*.sh tests/integration/*.py; do \
 	  echo "== asan $$t"; \
-	  case $$t in *.py) $(ASAN_ENV) python3 $$t ;; *) $(ASAN_ENV) $$t ;; esac || failed="$$failed $$t"; \
+	  case $$t in *.py) $(ASAN_TOOL_ENV) $(ASAN_TEST_ENV) python3 $$t ;; *) $(ASAN_TOOL_ENV) $(ASAN_TEST_ENV) $$t ;; esac || \
+	    failed="$$failed $$t"; \
 	done; \
 	reports=$$(grep -r -l -a -E '$(ASAN_REPORTS)' build/test-artifacts 2>/dev/null); \
 	for r in $$reports; do echo "== sanitizer report in $(ASAN_BUILD)/tree/$$r"; \

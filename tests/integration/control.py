@@ -8,11 +8,13 @@ Starts the demo server, then:
   - duck -6 dB on main/en: the floor's ident under the English interpreter rises
     by about 9 dB (from -15 dB);
   - mute on main/tr: the interpreter's ident disappears, the floor stays ducked.
+Deadlines and latency limits are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, signal, socket, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled, scaled_int  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -35,7 +37,7 @@ def free_port():
 def probe(port, lang, seconds):
     out = subprocess.run([os.path.join(ROOT, "build/wsprobe"), "--url",
                           f"ws://127.0.0.1:{port}/ws/listen?room=main&lang={lang}", "--seconds", str(seconds),
-                          "--json", "--levels"], capture_output=True, text=True, timeout=seconds + 20)
+                          "--json", "--levels"], capture_output=True, text=True, timeout=seconds + scaled(20))
     return json.loads(out.stdout)
 
 
@@ -71,7 +73,7 @@ def main():
                             "--set", f"server.hls-dir=build/test-artifacts/hls-{port}"], cwd=ROOT,
                            stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        for _ in range(100):
+        for _ in range(scaled_int(100)):
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read().startswith(b"ok"):
                     break
@@ -82,23 +84,23 @@ def main():
         # no token: an action first is refused, nothing is shown
         ws = WebSocket(port, "/ws/control")
         ws.send({"type": "force-floor", "room": "main", "lang": "hy", "value": True})
-        got = ws.messages(1.5)
+        got = ws.messages(scaled(1.5))
         check(ws.close_code == 4400 and [m["type"] for m in got] == ["error"],
               "an action before the token is refused (4400), nothing else sent",
               f"close {ws.close_code}, got {[m['type'] for m in got]}")
         ws = WebSocket(port, "/ws/control")
         ws.send({"type": "auth", "token": "wrong-token-here", "name": "intruder"})
-        got = ws.messages(1.5)
+        got = ws.messages(scaled(1.5))
         check(ws.close_code == 4401 and [m["type"] for m in got] == ["error"],
               "a wrong admin token is refused (4401), no meters or state",
               f"close {ws.close_code}, got {[m['type'] for m in got]}")
 
         ws = crew(port)
-        first = ws.messages(1.0)
+        first = ws.messages(scaled(1.0))
         kinds = {m["type"] for m in first}
         check({"state", "meters"} <= kinds, "signed in: state and meters arrive", f"{sorted(kinds)}")
         meters = [m for m in first if m["type"] == "meters"]
-        check(len(meters) >= 8, f"meters at >= 10 Hz ({len(meters)} in 1 s)")
+        check(len(meters) >= 8, f"meters at >= 10 Hz ({len(meters)} in {scaled(1.0):g} s)")
         logged = open(log.name).read()
         check("signed in" in logged and "demo-admin-token" not in logged and "wrong-token-here" not in logged,
               "sign-ins are logged, tokens (right or wrong) never")
@@ -131,7 +133,8 @@ def main():
         check(r and r["ok"] and forced, "force-floor accepted and announced to listeners", json.dumps(r))
         if forced:
             w = forced[0]
-            check("h" in tl[:w] and "h" not in tl[w + 1:], "force-floor: hy's voice gone within 100 ms",
+            check("h" in tl[:w] and "h" not in tl[w + scaled_int(1):],
+                  f"force-floor: hy's voice gone within {scaled(100):g} ms",
                   f"timeline {tl[:w]}|{tl[w:]}")
         act(ws, {"type": "force-floor", "room": "main", "lang": "hy", "value": False, "id": 3})
 
@@ -163,7 +166,7 @@ def main():
         ws.close()
     finally:
         srv.send_signal(signal.SIGTERM)
-        srv.wait(10)
+        srv.wait(scaled(10))  # LeakSanitizer checks at exit
         log.close()
     if failures:
         print("control: FAILED: " + "; ".join(failures))

@@ -11,11 +11,12 @@ Three servers on demo.ini:
     origin gets 204 with the allowed methods and headers, from another 403; the
     control, booth and metrics endpoints never carry CORS headers;
   - cors-origins = *: Access-Control-Allow-Origin: * on the public endpoints.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import os, re, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Checks, Server  # noqa: E402
+from harness import Checks, Server, scaled  # noqa: E402
 
 check = Checks("cors.py")
 ALLOWED, OTHER = "https://paid.example", "https://evil.example"
@@ -23,8 +24,8 @@ PREFLIGHT = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Hea
 
 
 def segment(srv, timeout=20):
-    """a segment URL from the orig rendition, once HLS has written one"""
-    end = time.time() + timeout
+    """a segment URL from the orig rendition, once HLS has written one (scaled(timeout))"""
+    end = time.time() + scaled(timeout)
     while time.time() < end:
         st, _, pl = srv.request("/hls/main/audio-orig.m3u8")
         segs = re.findall(r"(?m)^/hls-seg/\S+", pl.decode()) if st == 200 else []

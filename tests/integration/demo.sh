@@ -16,6 +16,8 @@
 #   - negative cases: unknown room or language -> error message + close 4404;
 #     a listener sending binary -> close 1003; the server keeps serving;
 #   - SIGTERM stops the server within 10 s.
+# Deadlines and latency limits are multiplied by DRAGOMAN_TIME_SCALE (default 1;
+# `make asan` sets 3): see scaled() in tests/integration/harness.py.
 # Run from anywhere after `make` (which builds build/dragoman and build/wsprobe).
 # Artifacts: server log in build/test-artifacts/demo-server.log; probe JSON in
 # build/test-artifacts/demo-PORT/ (kept only when a check fails).
@@ -27,6 +29,10 @@ LOG=$ART/demo-server.log
 PROBE_SECONDS=${PROBE_SECONDS:-20}
 LANGS=(orig en hy az ru tr)
 mkdir -p "$ART"
+# time limits times DRAGOMAN_TIME_SCALE (harness.py); the python checks import the same
+scaled() { python3 tests/integration/harness.py scaled "$1"; }
+scaled_int() { python3 tests/integration/harness.py scaled_int "$1"; }
+HEALTH_POLLS=$(scaled_int 100) # of 0.2 s: 20 s
 for bin in build/dragoman build/wsprobe; do
   [[ -x $bin ]] || { echo "FAIL: $bin missing, run make first"; exit 1; }
 done
@@ -54,7 +60,7 @@ cleanup() {
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     # set_state(NULL) can block for seconds (SRT); do not leave it behind.
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq "$(scaled_int 50)"); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$SERVER_PID" 2>/dev/null || true
   fi
   if ((rc != 0 || failures != 0)); then
@@ -70,13 +76,13 @@ build/dragoman --config configs/demo.ini --set "server.port=$PORT" --set "server
 SERVER_PID=$!
 
 healthy=
-for _ in $(seq 100); do # 20 s
+for _ in $(seq "$HEALTH_POLLS"); do # 20 s
   kill -0 "$SERVER_PID" 2>/dev/null || break
   if [[ $(curl -fsS "$BASE/healthz" 2>/dev/null) == ok* ]]; then healthy=1; break; fi
   sleep 0.2
 done
 if [[ -z $healthy ]]; then
-  fail "server on :$PORT not healthy within 20 s (alive: $(kill -0 "$SERVER_PID" 2>/dev/null && echo yes || echo no);" \
+  fail "server on :$PORT not healthy within $(scaled 20) s (alive: $(kill -0 "$SERVER_PID" 2>/dev/null && echo yes || echo no);" \
     "/healthz said: $(curl -sS -w ' [HTTP %{http_code}]' "$BASE/healthz" 2>&1 | tr '\n' ' '))"
   exit 1
 fi
@@ -127,7 +133,7 @@ for lang in "${LANGS[@]}"; do
 done
 
 # Listener gauges, read while every probe is connected.
-sleep 3
+sleep "$(scaled 3)"
 curl -fsS "$BASE/metrics" >"$RUN/metrics-listening.txt" || true
 if python3 - "$RUN/metrics-listening.txt" "${LANGS[@]}" <<'EOF'; then
 import re, sys
@@ -151,6 +157,8 @@ for lang in "${LANGS[@]}"; do
   wait "${PROBE_PID[$lang]}" || rc=$?
   if python3 - "$RUN/probe-$lang.json" "$lang" "$rc" <<'EOF'; then
 import json, sys
+sys.path.insert(0, "tests/integration")
+from harness import scaled, scaled_int
 path, lang, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 try:
     r = json.load(open(path))
@@ -190,21 +198,21 @@ else:
 others = {k: v for k, v in t.items() if k not in (lang, "orig", "none") and v}
 if sum(others.values()) > 2:
     problems.append(f"other channels' idents leaked in: {others}")
-if d["p95"] is None or d["p95"] > 200:
-    problems.append(f"delivery delay p95 {d['p95']} ms > 200 ms")
-if r["max_interarrival_ms"] > 500:
+if d["p95"] is None or d["p95"] > scaled(200):
+    problems.append(f"delivery delay p95 {d['p95']} ms > {scaled(200):g} ms")
+if r["max_interarrival_ms"] > scaled(500):
     problems.append(f"no packet for {r['max_interarrival_ms']} ms at {r['max_interarrival_at_s']} s")
 
-# State messages must agree with what is heard: from 300 ms after a state
-# message until the next one (at most 1.5 s), the channel's own ident (state
-# "interpretation") or the floor's (state "floor") dominates.
+# State messages must agree with what is heard: from 300 ms (scaled) after a
+# state message until the next one (at most 1.5 s), the channel's own ident
+# (state "interpretation") or the floor's (state "floor") dominates.
 tl, at = r["timeline"], r["text_windows"]
 own = {"orig": "o", "en": "e", "hy": "h", "az": "a", "ru": "r", "tr": "t"}[lang]
 states = [(w, json.loads(t)) for w, t in zip(at, r["texts"])]
 states = [(w, m["state"]) for w, m in states if m.get("type") == "state" and m.get("lang") == lang]
 for i, (w, st) in enumerate(states):
     end = min(states[i + 1][0] if i + 1 < len(states) else len(tl), w + 15)
-    seg = tl[w + 3:end]
+    seg = tl[w + scaled_int(3):end]
     want = own if st == "interpretation" else "o"
     if len(seg) >= 3 and seg.count(want) < 0.8 * len(seg):
         problems.append(f"state {st!r} at {w / 10:.1f} s but heard {seg!r}")
@@ -254,13 +262,16 @@ done
 # input) without flagging a discontinuity falls behind the others.
 if python3 - "$RUN" "${LANGS[@]}" <<'EOF'; then
 import json, sys
+sys.path.insert(0, "tests/integration")
+from harness import scaled_int
 counts = {}
 for lang in sys.argv[2:]:
     try:
         counts[lang] = json.load(open(f"{sys.argv[1]}/probe-{lang}.json"))["packets"]
     except (OSError, ValueError, KeyError):
         pass
-short = {l: n for l, n in counts.items() if n < max(counts.values(), default=0) - 10}
+# 10 packets (200 ms) of slack: the probes start one after the other
+short = {l: n for l, n in counts.items() if n < max(counts.values(), default=0) - scaled_int(10)}
 print("      packets per channel: " + " ".join(f"{l}={n}" for l, n in counts.items()))
 if short or len(counts) < len(sys.argv) - 2:
     sys.exit(f"      why: channels short of audio (> 200 ms behind the others): {short}")
@@ -272,7 +283,7 @@ fi
 
 # Gauges must come back down once the probes have gone (no leaked sessions).
 gone=
-for _ in $(seq 25); do # 5 s
+for _ in $(seq "$(scaled_int 25)"); do # 5 s
   curl -fsS "$BASE/metrics" >"$RUN/metrics-after.txt" 2>/dev/null || true
   if python3 - "$RUN/metrics-after.txt" <<'EOF'; then gone=1; break; fi
 import re, sys
@@ -333,7 +344,7 @@ fi
 # A clean stop: the operator's Ctrl-C must not hang or crash.
 kill -TERM "$SERVER_PID"
 stopped=
-for _ in $(seq 100); do # 10 s
+for _ in $(seq "$(scaled_int 100)"); do # 10 s
   kill -0 "$SERVER_PID" 2>/dev/null || { stopped=1; break; }
   sleep 0.1
 done
@@ -345,7 +356,7 @@ if [[ -n $stopped ]]; then
   if ((rc == 0 || rc == 143)); then pass "SIGTERM: server exited (status $rc)"
   else fail "SIGTERM: server exit status $rc"; fi
 else
-  fail "SIGTERM: server still running after 10 s"
+  fail "SIGTERM: server still running after $(scaled 10) s"
 fi
 
 if ((failures)); then

@@ -12,8 +12,11 @@ path and pid file rewritten to this test's), then through the edge:
   - 240 simulated HLS viewers spread over two edges for 7 s: dragoman sees about
     one fetch per segment per edge (counted in the edges' access logs).
 Chromium's Watch mode through an edge: tests/browser/hlsedge.test.mjs.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import http.client, json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
+
+from harness import scaled
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -70,7 +73,7 @@ def main():
     base = f"http://127.0.0.1:{edge}"
     try:
         t0 = time.time()
-        while time.time() - t0 < 20:
+        while time.time() - t0 < scaled(20):
             try:
                 if get(f"{base}/healthz")[2].startswith(b"ok") and "#EXTINF" in get(f"{base}/hls/main/video.m3u8")[2].decode():
                     break
@@ -91,7 +94,7 @@ def main():
               f"{h1.get('x-cache-status')} then {h2.get('x-cache-status')}, cache-control {h1.get('cache-control')}")
         seq = lambda b: int(re.search(rb"MEDIA-SEQUENCE:(\d+)", b).group(1)) if b else -1
         first, moved, t0 = seq(b1), None, time.time()
-        while time.time() - t0 < 8:
+        while time.time() - t0 < scaled(8):
             b = get(f"{base}/hls/main/video.m3u8")[2]
             if seq(b) > first or b.count(b"#EXTINF") != b1.count(b"#EXTINF"):
                 moved = time.time() - t0
@@ -110,7 +113,7 @@ def main():
                         if ln.startswith("/hls-seg/")]
         known, t0 = set(segs()), time.time()
         fresh = []
-        while not fresh and time.time() - t0 < 6:
+        while not fresh and time.time() - t0 < scaled(6):
             time.sleep(0.1)
             fresh = [x for x in segs() if x not in known]
         seg = fresh[-1] if fresh else sorted(known)[-1]
@@ -201,7 +204,7 @@ def main():
                 ngx.kill()
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

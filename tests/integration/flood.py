@@ -13,11 +13,12 @@ one listener on main/orig counting its Opus frames all along. Then:
      the connection cap, and the count of open sockets returns to what it was;
   5. /metrics counts the refusals by reason; the log names each cap and is
      rate-limited (one line per reason per 10 s, not one per socket).
+Waits for the server and latency limits are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import os, socket, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Checks, Server  # noqa: E402
+from harness import Checks, Server, scaled  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
 check = Checks("flood.py")
@@ -91,7 +92,7 @@ def new_listener_served(port, seconds=1.5):
     hello = ws.recv(3)
     c = Counter(ws)
     c.start()
-    end = time.time() + 3 * seconds  # a loaded machine delays audio: whether it flows is the question
+    end = time.time() + scaled(3 * seconds)  # a loaded machine delays audio: whether it flows is the question
     while time.time() < end and len(c.times) < 25 * seconds:
         time.sleep(0.1)
     c.stop = True
@@ -133,7 +134,7 @@ def main():
         # 1. one address over its cap
         t0 = time.monotonic()
         socks = flood(["127.0.0.1"], 300, port)
-        time.sleep(0.5)
+        time.sleep(scaled(0.5))  # the server closes what is over the cap
         n = still_open(socks)
         check(n <= PER_ADDRESS - 1, "per address: the server keeps at most the cap open from one address",
               f"{n} of {len(socks)} still open, cap {PER_ADDRESS} incl. the listener")
@@ -151,7 +152,7 @@ def main():
         time.sleep(1)
         t1 = time.monotonic()
         got, gap = counter.frames_between(t0, t1), counter.longest_gap(t0, t1)
-        check(got >= 0.6 * 50 * (t1 - t0) and gap < 1.5, "per address: the listener hears on through the flood",
+        check(got >= 0.6 * 50 * (t1 - t0) and gap < scaled(1.5), "per address: the listener hears on through the flood",
               f"{got} frames in {t1 - t0:.1f} s, longest gap {gap * 1000:.0f} ms")
         for s in socks:
             s.close()
@@ -163,14 +164,14 @@ def main():
         t0 = time.monotonic()
         sources = [f"127.0.0.{i}" for i in range(2, 7)]
         socks = flood(sources, 50, port)
-        time.sleep(0.5)
+        time.sleep(scaled(0.5))  # the server closes what is over the cap
         n = still_open(socks)
         check(n <= TOTAL - 1, "total: the server keeps at most max-connections open",
               f"{n} of {len(socks)} flood sockets open, cap {TOTAL} incl. the listener")
         time.sleep(1)
         t1 = time.monotonic()
         got, gap = counter.frames_between(t0, t1), counter.longest_gap(t0, t1)
-        check(got >= 0.6 * 50 * (t1 - t0) and gap < 1.5, "total: the listener hears on through the flood",
+        check(got >= 0.6 * 50 * (t1 - t0) and gap < scaled(1.5), "total: the listener hears on through the flood",
               f"{got} frames in {t1 - t0:.1f} s, longest gap {gap * 1000:.0f} ms")
         for s in socks:
             s.close()
@@ -182,7 +183,7 @@ def main():
         check(ok, "total: after the flood a new listener is served", detail)
 
         # 4. max-listeners below the connection cap keeps its own, clear refusal
-        time.sleep(1)  # the listeners of step 3 leave the count once the server has seen them close
+        time.sleep(scaled(1))  # the listeners of step 3 leave the count once the server has seen them close
         wss, codes = [], []
         for i in range(LISTENERS + 3):
             ws = WebSocket(port, "/ws/listen?room=main&lang=en")
@@ -203,7 +204,7 @@ def main():
             ws.close()
         listener.close()
         counter.stop = True
-        time.sleep(1)
+        time.sleep(scaled(1))  # the server sees every close
         open_now = srv.metric("dragoman_connections_open", metrics_from(port))
         check(open_now == base_open, "every socket closed is uncounted", f"{open_now} open now, {base_open} before")
 

@@ -1,10 +1,44 @@
 """Shared helpers for the newer integration scripts (flood.py, viewer_token.py, nchan.py,
 cors.py): a free port, a server on a temporary copy of a config with its log in
 build/test-artifacts/, /healthz awaited, stopped by its own PID, and PASS/FAIL
-bookkeeping. The older scripts keep their own copies of these on purpose."""
-import os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+bookkeeping. The older scripts keep their own copies of these on purpose.
+
+It also holds the one time scale every integration script uses (the older ones and the
+.sh scripts included): DRAGOMAN_TIME_SCALE, default 1. `make asan` sets it (3: a server
+built with ASan + UBSan is 2-3 times slower). scaled() multiplies what is time: deadlines
+(the server healthy within 20 s, the stage live within 2 s), waits for the server to act
+(a switch within 500 ms) and latency limits (delivery delay p95 <= 200 ms). Never what is
+correct: which tone is on which channel, no gaps, byte-exact files, counts. At 1 every
+script checks exactly what it checked before the scale existed.
+`python3 tests/integration/harness.py scaled SECONDS` prints SECONDS scaled (for the .sh
+scripts)."""
+import math, os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _time_scale():
+    text = os.environ.get("DRAGOMAN_TIME_SCALE", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 20:  # < 1 would tighten the normal checks
+        sys.exit(f"DRAGOMAN_TIME_SCALE={text!r}: want a number from 1 to 20")
+    return value
+
+
+TIME_SCALE = _time_scale()
+
+
+def scaled(seconds):
+    """a deadline, wait or latency limit (seconds, ms or 100 ms windows) times DRAGOMAN_TIME_SCALE"""
+    return seconds * TIME_SCALE
+
+
+def scaled_int(n):
+    """scaled() for a count of polls or of 100 ms windows: rounded up, unchanged at scale 1"""
+    return int(math.ceil(n * TIME_SCALE - 1e-9))
 
 
 class Checks:
@@ -52,7 +86,8 @@ class Server:
 
     def start(self, timeout=20, ready="/healthz"):
         """ready: the path whose 200 means up (/healthz needs every room playing; a room
-        waiting for its SRT stage is not: then wait for /api/v1/rooms)"""
+        waiting for its SRT stage is not: then wait for /api/v1/rooms); timeout is scaled()"""
+        timeout = scaled(timeout)
         args = [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
         for s in self.sets:
             args += ["--set", s]
@@ -101,10 +136,18 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(scaled(10))  # LeakSanitizer checks at exit
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc:
             self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # `make asan` runs every tests/integration/*.py: without arguments this does nothing
+    if sys.argv[1:2] == ["scaled"] and len(sys.argv) == 3:
+        print(f"{scaled(float(sys.argv[2])):g}")
+    elif sys.argv[1:2] == ["scaled_int"] and len(sys.argv) == 3:
+        print(scaled_int(float(sys.argv[2])))

@@ -13,11 +13,13 @@ kept open throughout, then:
   - an invalid SDP offer: error bad-sdp, the session survives;
   - garbage datagrams on the SRT stage port: the stage stays lost, nothing breaks;
 and after all of it: /healthz ok, and the listener got audio throughout (no gap).
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN = "hostile-admin-token"
@@ -69,7 +71,7 @@ def main():
     probe = None
     try:
         t0 = time.time()
-        while time.time() - t0 < 15:
+        while time.time() - t0 < scaled(15):
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read().startswith(b"ok"):
                     break
@@ -108,9 +110,9 @@ def main():
             lazy.append(s)
         t_lazy = time.time()
         # meanwhile the server answers others
-        ok_during = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read().startswith(b"ok")
+        ok_during = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=scaled(2)).read().startswith(b"ok")
         closed = 0
-        while time.time() - t_lazy < 25 and closed < len(lazy):
+        while time.time() - t_lazy < scaled(25) and closed < len(lazy):
             closed = 0
             for s in lazy:
                 s.settimeout(0.01)
@@ -144,7 +146,7 @@ def main():
 
         ws = WebSocket(port, "/ws/booth?room=main&booth=hy")
         ws.send({"type": "join", "token": BOOTH, "name": "Hana"})
-        joined = ws.recv(3)
+        joined = ws.recv(scaled(3))
         replies = []
         for bad in ("{not json", json.dumps({"type": "no-such-thing"}), json.dumps([1, 2, 3]),
                     json.dumps({"type": "offer", "sdp": "v=0\r\nthis is not an SDP\r\n"})):
@@ -170,7 +172,7 @@ def main():
         check(rooms["rooms"][0]["stage"]["state"] == "lost", "500 garbage datagrams on the SRT port: the stage stays lost")
 
         # ---- everyone else ---------------------------------------------------
-        p = json.loads(probe.communicate(timeout=60)[0])
+        p = json.loads(probe.communicate(timeout=scaled(60))[0])
         check(p["gaps"] == 0 and p["packets"] >= 30 * 50 * 0.9 and p["close_code"] in (1000, -1),
               "the listener was served throughout", f"{p['packets']} packets, gaps {p['gaps']}, "
               f"longest pause {p['max_interarrival_ms']:.0f} ms")
@@ -181,7 +183,7 @@ def main():
             probe.kill()
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

@@ -6,8 +6,11 @@ The demo's main/en booth is made an SRT booth on a free port; ffmpeg sends the e
 ident (8500 Hz, AAC) for 6 s and stops. A listener on en hears the floor (8000 Hz)
 first, the booth's 8500 Hz while it sends (the channel says "interpretation"), and
 the floor again within a second of the sender stopping (on-air = signal).
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+
+from harness import scaled, scaled_int
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -38,7 +41,7 @@ def main():
     ff = None
     try:
         t0 = time.time()
-        while time.time() - t0 < 15:
+        while time.time() - t0 < scaled(15):
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read().startswith(b"ok"):
                     break
@@ -52,7 +55,7 @@ def main():
                                "sine=frequency=8500:sample_rate=48000", "-t", "6", "-c:a", "aac", "-b:a", "96k",
                                "-f", "mpegts", f"srt://127.0.0.1:{srt}?mode=caller&latency=60000"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        p = json.loads(probe.communicate(timeout=40)[0])
+        p = json.loads(probe.communicate(timeout=scaled(40))[0])
         tl = p["timeline"]
         states = [json.loads(t).get("state") for t in p.get("texts", [])]
         print(f"      en: {tl}\n      states: {states}")
@@ -64,14 +67,14 @@ def main():
         check("interpretation" in states and states[-1] == "floor",
               "the channel says interpretation while it sends, floor after (on-air = signal)", f"{states}")
         tail = tl[last_e + 1:] if last_e >= 0 else ""
-        check(len(tail) >= 5 and tail[5:].count("e") == 0 and tail.count("o") >= len(tail) - 8,
-              "the floor back within a second of the console stopping", tail[:20])
+        check(len(tail) >= 5 and tail[5:].count("e") == 0 and tail.count("o") >= len(tail) - scaled_int(8),
+              f"the floor back within {scaled(1):g} s of the console stopping", tail[:20])
     finally:
         if ff and ff.poll() is None:
             ff.kill()
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

@@ -16,11 +16,12 @@ ports, paths and a publisher token switched on), and the demo server. Checks:
     its socket and the stream resumes, the jump flagged as a discontinuity;
   - edge A down: the publish-down alert, direct listeners unaffected; edge A
     back: every link reconnects by itself and the alert clears.
+Deadlines and latency limits are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import hashlib, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Checks, free_port  # noqa: E402
+from harness import ROOT, Checks, free_port, scaled  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
 TOKEN = "edge-publisher-" + hashlib.sha256(os.urandom(8)).hexdigest()[:16]
@@ -41,8 +42,9 @@ def metric_values(text, name):
 
 
 def wait_until(fn, timeout, step=0.1):
+    """seconds until fn() is true, None after scaled(timeout)"""
     t0 = time.time()
-    while time.time() - t0 < timeout:
+    while time.time() - t0 < scaled(timeout):
         if fn():
             return time.time() - t0
         time.sleep(step)
@@ -130,7 +132,7 @@ def main():
         up = wait_until(lambda: (lambda v: len(v) == 9 and min(v) == 1)(
             metric_values(metrics(port), "dragoman_publish_connected")) if srv.poll() is None else True, 20, 0.2)
         check(up is not None and srv.poll() is None, "every channel (9, two rooms) connects to edge A with the token",
-              f"after {up:.1f} s" if up is not None else "not within 20 s")
+              f"after {up:.1f} s" if up is not None else f"not within {scaled(20):g} s")
 
         # the same packets on both edges as on a direct socket
         time.sleep(0.5)
@@ -156,7 +158,7 @@ def main():
                   f"edge {name}: the same packets as the direct listener, byte for byte, no gap of its own",
                   f"{len(pk)} packets, {len(common)} also direct, {same} identical, unflagged jumps {unflagged}, "
                   f"direct packets missing {len(missing)}")
-            check(len(delay) >= 250 and pct(delay, 50) < 100,
+            check(len(delay) >= 250 and pct(delay, 50) < scaled(100),
                   f"edge {name}: delay added over the direct socket measured",
                   f"p50 {pct(delay, 50):.2f} ms, p99 {pct(delay, 99):.2f} ms, max {max(delay or [0]):.1f} ms "
                   f"over {len(delay)} packets; load {os.getloadavg()[0]:.1f}")
@@ -210,7 +212,7 @@ def main():
         time.sleep(1.5)
         r = nginx("A", "-s", "reload")
         t_reload = time.time()
-        time.sleep(3)
+        time.sleep(scaled(3))
         b.finish()
         after = [p for p in b.packets if p[3] > t_reload]
         seqs = [p[0] for p in b.packets]
@@ -230,13 +232,13 @@ def main():
         alert = wait_until(lambda: "publish-down" in metrics(port) and
                            re.search(r'dragoman_alert{kind="publish-down"[^}]*} 1', metrics(port)), 8, 0.2)
         check(alert is not None, "edge A down: publish-down alert (after the 2 s grace)",
-              f"{alert:.1f} s after the stop" if alert is not None else "none in 8 s")
+              f"{alert:.1f} s after the stop" if alert is not None else f"none in {scaled(8):g} s")
         time.sleep(1)
         r = nginx("A")
         back = wait_until(lambda: (lambda v: len(v) == 9 and min(v) == 1)(
             metric_values(metrics(port), "dragoman_publish_connected")), 10, 0.1)
         check(back is not None, "edge A back: every link reconnects by itself (backoff ≤ 5 s)",
-              f"{back:.1f} s after nginx started" if back is not None else "not within 10 s")
+              f"{back:.1f} s after nginx started" if back is not None else f"not within {scaled(10):g} s")
         cleared = wait_until(lambda: not re.search(r'dragoman_alert{kind="publish-down"[^}]*} 1', metrics(port)), 4)
         check(cleared is not None, "the publish-down alert clears")
         time.sleep(0.5)
@@ -259,7 +261,7 @@ def main():
         if srv:
             srv.terminate()
             try:
-                srv.wait(10)
+                srv.wait(scaled(10))  # LeakSanitizer checks at exit
             except subprocess.TimeoutExpired:
                 srv.kill()
         for name in edges:

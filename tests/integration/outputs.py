@@ -21,11 +21,13 @@ and checks:
   - SIGKILL during a recording: the file still plays up to its last seconds;
   - a full disk (a 1 MB tmpfs, as root): the recording stops as failed with a
     recording-failed alert while listeners keep their audio.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRAGOMAN = os.path.join(ROOT, "build/dragoman")
@@ -114,7 +116,7 @@ class Crew:
         self.results = []
         self.ws.send(dict(action, id=self.n))
         t0 = time.time()
-        while time.time() - t0 < 5:
+        while time.time() - t0 < scaled(5):
             self.pump(0.2)
             for r in self.results:
                 if r.get("id") == self.n:
@@ -129,8 +131,9 @@ class Crew:
         return None
 
     def wait_output(self, name, pred, limit):
+        """(seconds until pred(the output's state), that state), or None after scaled(limit)"""
         t0 = time.time()
-        while time.time() - t0 < limit:
+        while time.time() - t0 < scaled(limit):
             self.pump(0.25)
             o = self.output(name)
             if o and pred(o):
@@ -171,7 +174,7 @@ def start_server(port, sets, log_name):
         args += ["--set", s]
     srv = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     t0 = time.time()
-    while time.time() - t0 < 15:
+    while time.time() - t0 < scaled(15):
         try:
             if get(port, "/healthz").startswith("ok"):
                 break
@@ -216,7 +219,7 @@ def main():
         took, o = crew.wait_output("yt", lambda o: o["state"] == "retrying", 10)
         check(took is not None and o["reconnects"] >= 1 and o["error"],
               "nginx stopped: the restream retries with a reason", f"{o and (o['state'], o['reconnects'], o['error'])}")
-        crew.pump(1.5)
+        crew.pump(scaled(1.5))
         kinds_alerts = {a["kind"] for a in crew.alerts} | {a["kind"] for a in (crew.state or {}).get("alerts", [])}
         check("restream-down" in kinds_alerts, "restream-down alert raised", f"{sorted(kinds_alerts)}")
         metrics = get(port, "/metrics")
@@ -240,7 +243,7 @@ def main():
         r = crew.act(type="restream", room="main", name="partner", value=True)
         check(r is not None and r.get("ok"), "crew starts the SRT output", f"{r}")
         try:
-            ff.wait(20)
+            ff.wait(scaled(20))
         except subprocess.TimeoutExpired:
             ff.kill()
         info = probe_streams(ts) if os.path.exists(ts) else {}
@@ -315,7 +318,7 @@ def main():
             took, o = crew.wait_output("record", lambda o: o["state"] == "failed", 30)
             check(took is not None and o["error"], "full disk: the recording stops as failed, with the reason",
                   f"after {took:.1f} s: {o['error']}" if took else f"{o}")
-            crew.pump(1.5)
+            crew.pump(scaled(1.5))
             kinds = {a["kind"] for a in (crew.state or {}).get("alerts", [])}
             check("recording-failed" in kinds, "recording-failed alert raised", f"{sorted(kinds)}")
             ws = WebSocket(port, "/ws/listen?room=main&lang=hy")
@@ -336,7 +339,7 @@ def main():
         finally:
             srv.terminate()
             try:
-                srv.wait(10)
+                srv.wait(scaled(10))  # LeakSanitizer checks at exit
             except subprocess.TimeoutExpired:
                 srv.kill()
             log.close()

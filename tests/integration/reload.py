@@ -8,11 +8,13 @@ the workshop/hy booth token in the file, sends SIGHUP, and checks:
   - the listener and the crew session signed in before are still served;
   - the tokens never appear in the server's log;
   - a config that no longer loads changes nothing (the new tokens still work).
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -75,7 +77,7 @@ def main():
                             "--set", f"server.hls-dir={tmp}/hls"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         t0 = time.time()
-        while time.time() - t0 < 15:
+        while time.time() - t0 < scaled(15):
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read().startswith(b"ok"):
                     break
@@ -92,7 +94,7 @@ def main():
         text = text.replace(f"token = {OLD_BOOTH}", f"token = {NEW_BOOTH}")
         open(conf, "w").write(text)
         srv.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        time.sleep(scaled(1))  # the server re-reads the file
         check(not control_ok(port, OLD_ADMIN) and control_ok(port, NEW_ADMIN),
               "after SIGHUP: the old admin token refused, the new one accepted")
         check(not booth_ok(port, OLD_BOOTH) and booth_ok(port, NEW_BOOTH),
@@ -104,7 +106,7 @@ def main():
 
         open(conf, "w").write(text + "\n[nonsense group]\n")
         srv.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        time.sleep(scaled(1))  # the server re-reads the file
         check(control_ok(port, NEW_ADMIN) and srv.poll() is None,
               "a config that no longer loads changes nothing (still serving, new token still valid)")
         listener.close()
@@ -112,7 +114,7 @@ def main():
     finally:
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

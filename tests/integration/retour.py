@@ -13,8 +13,11 @@ on the hy and ru channels; two interpreters (build/boothpeer):
   - Boris's on-air is refused with channel-busy, his console is told who holds his
     channel (output_taken_by), and his 10000 Hz is never on air;
   - an output to a language without a booth is refused (bad-output).
+Deadlines and a switch's window are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+
+from harness import scaled, scaled_int
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ART = os.path.join(ROOT, "build/test-artifacts")
@@ -45,7 +48,7 @@ def main():
     procs = []
     try:
         t0 = time.time()
-        while time.time() - t0 < 15:
+        while time.time() - t0 < scaled(15):
             try:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read().startswith(b"ok"):
                     break
@@ -53,15 +56,16 @@ def main():
                 time.sleep(0.2)
         ws = f"ws://127.0.0.1:{port}"
 
-        def probe(lang):
-            return subprocess.Popen([os.path.join(ROOT, "build/wsprobe"), "--url",
-                                     f"{ws}/ws/listen?room=workshop&lang={lang}", "--seconds", "18", "--json"],
+        def probe(lang):  # 18 s: the peers' 15 s scripts after ICE connects (~2 s, scaled) and 1 s
+            return subprocess.Popen([os.path.join(ROOT, "build/wsprobe"), "--url", f"{ws}/ws/listen?room=workshop&lang={lang}",
+                                     "--seconds", str(16 + scaled_int(2)), "--json"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
         def peer(booth, token, name, freq, actions):
             return subprocess.Popen([os.path.join(ROOT, "build/boothpeer"), "--url",
                                      f"{ws}/ws/booth?room=workshop&booth={booth}", "--token", token, "--name", name,
-                                     "--freq", str(freq), "--json", "--actions-from-ice", "--actions", actions],
+                                     "--freq", str(freq), "--json", "--actions-from-ice", "--actions", actions,
+                                     "--ice-timeout", str(scaled_int(10))],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
         probes = {lang: probe(lang) for lang in ("hy", "ru")}
@@ -71,9 +75,9 @@ def main():
                     "1:on-air=true,4:output=ru,9:output=hy,12:on-air=false,12.5:output=tr,15:quit")
         boris = peer("ru", "demo-ru-booth", "Boris", 10000, "6:on-air=true,15:quit")
         procs += [anna, boris]
-        a = json.loads(anna.communicate(timeout=60)[0])
-        b = json.loads(boris.communicate(timeout=60)[0])
-        p = {lang: json.loads(pr.communicate(timeout=60)[0]) for lang, pr in probes.items()}
+        a = json.loads(anna.communicate(timeout=scaled(60))[0])
+        b = json.loads(boris.communicate(timeout=scaled(60))[0])
+        p = {lang: json.loads(pr.communicate(timeout=scaled(60))[0]) for lang, pr in probes.items()}
 
         def server_messages(r):  # boothpeer keeps {"t": seconds, "msg": {...}}
             out = []
@@ -95,7 +99,7 @@ def main():
         check(ru.count("h") >= 30, "the ru channel carries Anna's retour (9000 Hz)", f"{ru.count('h')} windows")
         check(hy.count("h") >= 40 and "o" in hy, "the hy channel carries Anna before and after, the floor meanwhile",
               f"{hy.count('h')} windows of 9000 Hz, {hy.count('o')} of floor")
-        check(both <= 3, "never on both channels at once (beyond a switch's window)", f"{both} windows on both")
+        check(both <= scaled_int(3), "never on both channels at once (beyond a switch's window)", f"{both} windows on both")
         check(ru.count("r") == 0 and hy.count("r") == 0, "Boris's 10000 Hz never on air", f"ru {ru.count('r')}")
         errs_b = " ".join(b.get("errors", []))
         msgs_b = server_messages(b)
@@ -114,7 +118,7 @@ def main():
                 pr.kill()
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

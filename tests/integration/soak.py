@@ -17,11 +17,12 @@ tenth within 5 % of the mean of the first tenth after warm-up (judged in runs of
 5 minutes or more; a shorter run is all warm-up and only reports it). No steady listener
 may be dropped. The figures go to build/test-artifacts/soak.json and the summary
 line; docs/reliability.md keeps those of the reported runs.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import json, os, random, socket, statistics, struct, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Checks, Server  # noqa: E402
+from harness import ROOT, Checks, Server, scaled  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
 check = Checks("soak.py")
@@ -158,7 +159,7 @@ def main():
         senders.append(stage)
         t_wait = time.time()
         live = lambda: json.loads(srv.get("/api/v1/rooms"))["rooms"][0]["stage"]["state"] == "live"  # noqa: E731
-        while time.time() - t_wait < 30 and not live():
+        while time.time() - t_wait < scaled(30) and not live():
             time.sleep(0.5)
         check(live(), "the stage over SRT goes live", f"after {time.time() - t_wait:.1f} s")
         steady = [Steady(srv.port, LANGS[i % len(LANGS)]) for i in range(STEADY)]
@@ -209,8 +210,8 @@ def main():
         check(srv.proc.poll() is None, "the server is still running at the end")
         dropped = [f"{s.lang}: {s.closed}" for s in steady if s.closed]
         check(not dropped, "no steady listener dropped", f"{len(dropped)} dropped: {dropped[:3]}")
-        quiet = [s.lang for s in steady if end - s.last > 3]
-        check(not quiet, "every steady listener still hears at the end", f"silent for > 3 s: {quiet}")
+        quiet = [s.lang for s in steady if end - s.last > scaled(3)]
+        check(not quiet, "every steady listener still hears at the end", f"silent for > {scaled(3):g} s: {quiet}")
         frames = [s.frames for s in steady]
         expected = 50 * (end - min(s.t_start for s in steady))
         m = srv.get("/metrics").decode()

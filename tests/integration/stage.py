@@ -7,8 +7,11 @@
     slate, after a DISCONTINUITY), a WebSocket listener stays connected;
   - a new sender with another resolution: "live" again within 2 s, the master
     playlist follows the new resolution;
-  - playlists short-cached, segments long-cached, with their MIME types."""
+  - playlists short-cached, segments long-cached, with their MIME types.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py)."""
 import json, os, re, signal, socket, subprocess, sys, time, urllib.request
+
+from harness import scaled, scaled_int
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -49,8 +52,9 @@ def stage_state(port):
 
 
 def wait_state(port, want, limit):
+    """seconds until the stage is `want`, None after scaled(limit)"""
     t0 = time.time()
-    while time.time() - t0 < limit:
+    while time.time() - t0 < scaled(limit):
         if stage_state(port) == want:
             return time.time() - t0
         time.sleep(0.05)
@@ -72,7 +76,7 @@ def main():
                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     procs = [srv]
     try:
-        for _ in range(100):
+        for _ in range(scaled_int(100)):
             try:
                 if get(f"http://127.0.0.1:{port}/healthz")[0].startswith("ok"):
                     break
@@ -134,7 +138,7 @@ def main():
         ff.send_signal(signal.SIGKILL)
         ff.wait()
         took = wait_state(port, "lost", 3)
-        check(took is not None and took <= 1.0, "SIGKILL the sender: stage lost within 1 s",
+        check(took is not None and took <= scaled(1.0), f"SIGKILL the sender: stage lost within {scaled(1):g} s",
               f"after {took:.2f} s" if took is not None else "never")
         time.sleep(5)
         vpl = playlist(port, "video.m3u8")
@@ -150,7 +154,7 @@ def main():
         ff2 = sender(srt, "1280x720", 30)
         procs.append(ff2)
         took = wait_state(port, "live", 5)
-        check(took is not None and took <= 2.0, "a new sender (1280x720): live again within 2 s",
+        check(took is not None and took <= scaled(2.0), f"a new sender (1280x720): live again within {scaled(2):g} s",
               f"after {took:.2f} s" if took is not None else "never")
         time.sleep(6)
         check("RESOLUTION=1280x720" in playlist(port, "master.m3u8"), "master follows the new resolution")
@@ -165,7 +169,8 @@ def main():
         wait_state(port, "lost", 3)
         took = wait_state(port, "live", 8)
         took = time.time() - t_restart if took is not None else None
-        check(took is not None and took <= 2.0, "an encoder restarted 1.5 s after a crash: live within 2 s of its start",
+        check(took is not None and took <= scaled(2.0),
+              f"an encoder restarted 1.5 s after a crash: live within {scaled(2):g} s of its start",
               f"after {took:.2f} s" if took is not None else "never")
 
         r = json.loads(probe.communicate(timeout=40)[0])
@@ -178,7 +183,7 @@ def main():
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(10)
+                p.wait(scaled(10))  # the server: LeakSanitizer checks at exit
             except subprocess.TimeoutExpired:
                 p.kill()
         log.close()

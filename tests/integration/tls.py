@@ -15,11 +15,13 @@ interpreters need dragoman on https://. This test:
   - wss:// /ws/control signs in with the admin token and gets the state;
   - a plain-TCP client that sends garbage instead of a TLS hello does not disturb
     the wss listener.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import http.client, json, os, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from wsclient import WebSocket  # noqa: E402
+from harness import scaled  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRAGOMAN = os.path.join(ROOT, "build/dragoman")
@@ -104,7 +106,7 @@ def main():
     trust = ssl.create_default_context(cafile=crt)
     try:
         t0 = time.time()
-        while time.time() - t0 < 15 and srv.poll() is None:
+        while time.time() - t0 < scaled(15) and srv.poll() is None:
             try:
                 if https(trust, port, "/healthz")[0] == 200:
                     break
@@ -157,18 +159,18 @@ def main():
         junk = socket.create_connection(("127.0.0.1", port), timeout=5)
         junk.sendall(b"\x16\x03\x01\xff\xff" + os.urandom(600))
         ws = WebSocket(port, "/ws/listen?room=main&lang=hy", ssl_context=trust)
-        texts, frames = binary_frames(ws, 2.0)
+        texts, frames = binary_frames(ws, scaled(2.0))  # 60 frames (1.2 s of audio) within 2 s
         ws.close()
         junk.close()
         hello = next((t for t in texts if t.get("type") == "hello"), None)
         state = next((t for t in texts if t.get("type") == "state"), None)
         check(hello is not None and hello.get("codec") == "opus" and state is not None and frames >= 60,
               "wss:// /ws/listen: hello, state and Opus frames (beside a garbage TLS client)",
-              f"hello {bool(hello)}, state {state and state.get('state')}, {frames} frames in 2 s")
+              f"hello {bool(hello)}, state {state and state.get('state')}, {frames} frames in {scaled(2):g} s")
 
         ws = WebSocket(port, "/ws/control", ssl_context=trust, server_hostname="localhost")
         ws.send({"type": "auth", "token": ADMIN, "name": "TLS test"})
-        msgs = ws.messages(2.5)
+        msgs = ws.messages(scaled(2.5))
         ws.close()
         kinds = {m.get("type") for m in msgs}
         check("welcome" in kinds and "state" in kinds, "wss:// /ws/control: welcome and state with the admin token",
@@ -178,7 +180,7 @@ def main():
     finally:
         srv.terminate()
         try:
-            srv.wait(10)
+            srv.wait(scaled(10))  # LeakSanitizer checks at exit
         except subprocess.TimeoutExpired:
             srv.kill()
         log.close()

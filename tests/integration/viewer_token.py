@@ -15,11 +15,12 @@ every refusal path logs. Checks:
   - SIGHUP with a new token: the old one refused, the new one accepted, the
     listener who joined before still hears;
   - the token never appears in the log; /metrics counts the refusals.
+Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
 import os, re, signal, socket, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Checks, Server  # noqa: E402
+from harness import Checks, Server, scaled  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
 check = Checks("viewer_token.py")
@@ -48,7 +49,7 @@ def listen(port, token=None, room="main", source=None):
     first = ws.recv(3)
     frames = 0
     if first and first.get("type") == "hello":
-        frames = count_frames(ws, 4.0, need=25)
+        frames = count_frames(ws, scaled(4.0), need=25)
     else:
         ws.recv(1)  # the close frame
     ws.close()
@@ -104,7 +105,7 @@ def main():
         st, _, body = srv.request(f"/hls/main/master.m3u8?token={WRONG}")
         check(st == 403 and body.startswith(b"bad-token"), "HLS master with a wrong token: 403 bad-token",
               f"{st} {body[:60]!r}")
-        deadline = time.time() + 20
+        deadline = time.time() + scaled(20)
         while True:
             st, h, master = srv.request(f"/hls/main/master.m3u8?token={TOKEN}")
             media = [ln for ln in master.decode().splitlines() if ln and not ln.startswith("#")]
@@ -161,7 +162,7 @@ def main():
         check(before.recv(3).get("type") == "hello", "a listener joins with the old token")
         srv.edit(lambda t: t.replace(f"viewer-token = {TOKEN}", f"viewer-token = {NEW_TOKEN}"))
         srv.proc.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        time.sleep(scaled(1))  # the server re-reads the file
         first, code, _ = listen(port, TOKEN)
         check(first.get("code") == "bad-token", "after SIGHUP the old token is refused", f"{first}")
         first, _, n = listen(port, NEW_TOKEN)
@@ -169,7 +170,7 @@ def main():
         st, _, master = srv.request(f"/hls/main/master.m3u8?token={NEW_TOKEN}")
         check(st == 200 and f"?token={NEW_TOKEN}".encode() in master and TOKEN.encode() not in master,
               "after SIGHUP the playlists carry the new token", f"{st}")
-        n = count_frames(before, 4, need=100)
+        n = count_frames(before, scaled(4), need=100)
         check(n >= 100, "the listener who joined before SIGHUP still hears", f"{n} frames")
         before.close()
 
