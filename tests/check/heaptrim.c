@@ -36,6 +36,11 @@ churn (gpointer data)
 
 GST_START_TEST (test_trim_gives_back)
 {
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan's allocator keeps freed blocks in its quarantine: glibc's trim has nothing to do */
+  g_print ("heaptrim: skipped under AddressSanitizer (its own allocator)\n");
+  return;
+#endif
   GThread *t = g_thread_new ("churn", churn, NULL);
   gpointer pin = g_thread_join (t);
   guint64 kept = rss ();
