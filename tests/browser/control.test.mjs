@@ -350,7 +350,7 @@ test('booth actions from the UI: chat/slow-down feed, message, mute, on-air, kic
   const boris = boothPeer('ru', 'Boris', ['--seconds', '25']);
   try {
     await waitFor(page, (s) => document.querySelectorAll(`${s} .interpreters button.kick`).length === 2
-      && document.querySelector(`${s} .onair`).dataset.on === 'true', sel, 10000, 'Anna and Boris in workshop/ru, on air');
+      && document.querySelector(`${s} .onair`).dataset.on === 'true', sel, 20000, 'Anna and Boris in workshop/ru, on air');
     await waitFor(page, () => window.dragomanControl.chat.some((c) => c.kind === 'slow-down')
       && window.dragomanControl.alerts.some((a) => a.kind === 'slow-down'), null, 8000, 'the chat and slow-down feed');
     const feed = await page.evaluate(() => window.dragomanControl.chat.filter((c) => c.room === 'workshop' && c.booth === 'ru'));
