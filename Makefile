@@ -136,9 +136,12 @@ bench: deps all
 bench-smoke: all
 	python3 tools/bench.py --smoke
 
+# the builds on both cores (the test runs stay one at a time)
 test: deps
-	$(MAKE) all
+	$(MAKE) -j2 all
+	$(MAKE) -j2 $(CHECKS)
 	$(MAKE) check
+	$(MAKE) -j2 fuzz-build
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) bench-smoke
