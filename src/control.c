@@ -285,13 +285,7 @@ sample_process (DragomanControl *c, guint64 *rss_kib)
     c->cpu_pct = 100.0 * (ticks - c->cpu_ticks) / sysconf (_SC_CLK_TCK) / ((now - c->cpu_at_us) / 1e6);
   c->cpu_ticks = ticks;
   c->cpu_at_us = now;
-  *rss_kib = 0;
-  g_autofree char *status = NULL;
-  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
-    const char *p = strstr (status, "VmRSS:");
-    if (p)
-      *rss_kib = g_ascii_strtoull (p + 6, NULL, 10);
-  }
+  *rss_kib = dragoman_process_rss_bytes () / 1024;
 }
 
 /* The stage's reason as a word for the pages (web/i18n control.stageReason.*):

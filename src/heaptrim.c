@@ -16,8 +16,8 @@ struct _DragomanHeapTrim {
   DragomanHeapTrimStats stats; /* protected by lock */
 };
 
-static guint64
-rss_bytes (void)
+guint64
+dragoman_process_rss_bytes (void)
 {
   g_autofree char *status = NULL;
   if (!g_file_get_contents ("/proc/self/status", &status, NULL, NULL))
@@ -38,11 +38,11 @@ run (gpointer data)
     if (t->stop)
       break;
     g_mutex_unlock (&t->lock);
-    guint64 before = rss_bytes ();
+    guint64 before = dragoman_process_rss_bytes ();
     gint64 t0 = g_get_monotonic_time ();
     malloc_trim (0);
     guint took = (guint) (g_get_monotonic_time () - t0);
-    guint64 after = rss_bytes ();
+    guint64 after = dragoman_process_rss_bytes ();
     GST_INFO ("malloc_trim: %u us, RSS %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT " KiB", took, before / 1024,
               after / 1024);
     g_mutex_lock (&t->lock);

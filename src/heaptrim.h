@@ -25,5 +25,7 @@ typedef struct {
 
 DragomanHeapTrim *dragoman_heaptrim_start (guint interval_s);
 void dragoman_heaptrim_stop (DragomanHeapTrim *trim);
+/* any thread: the process's resident memory (VmRSS), 0 if /proc cannot say */
+guint64 dragoman_process_rss_bytes (void);
 /* any thread */
 void dragoman_heaptrim_get_stats (DragomanHeapTrim *trim, DragomanHeapTrimStats *stats);

@@ -164,13 +164,7 @@ append_publish_metrics (DragomanServer *server, GString *s)
 static void
 append_memory_metrics (DragomanServer *server, GString *s)
 {
-  guint64 rss_kib = 0;
-  g_autofree char *status = NULL;
-  if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
-    const char *p = strstr (status, "VmRSS:");
-    if (p)
-      rss_kib = g_ascii_strtoull (p + 6, NULL, 10);
-  }
+  guint64 rss_kib = dragoman_process_rss_bytes () / 1024;
   struct mallinfo2 mi = mallinfo2 ();
   g_string_append_printf (s,
                           "# HELP dragoman_resident_bytes Resident memory of the server process (VmRSS)\n"
