@@ -82,6 +82,11 @@ typedef struct {
   GString *timeline;
   GArray *level;    /* float dB, N_IDENT per window: ramps, ducking depth */
   GArray *text_win; /* int, window index at which each text arrived */
+  /* When each window's last packet and each text arrived, ms after the first packet: the
+   * timeline counts audio, and audio the server skipped (a catch-up, a resync) or a server
+   * that falls behind real time (the sanitized build) moves it off the wall clock. */
+  GArray *window_rx, *text_rx; /* int */
+  gint64 rx_wall;             /* real-time µs of the packet being decoded */
 } Probe;
 
 static void G_GNUC_PRINTF (2, 3) fail (Probe *p, const char *fmt, ...)
@@ -280,6 +285,8 @@ analyse_window (Probe *p)
     bi = N_IDENT;
   p->tones[bi]++;
   g_string_append_c (p->timeline, bi == N_IDENT ? '.' : ident_char[bi]);
+  int rx_ms = p->first_rx_wall ? (int)((p->rx_wall - p->first_rx_wall) / 1000) : 0;
+  g_array_append_val (p->window_rx, rx_ms);
 }
 
 static void
@@ -350,6 +357,8 @@ on_text (Probe *p, const char *txt, gsize len)
   p->n_texts++;
   int at = (int)p->timeline->len;
   g_array_append_val (p->text_win, at);
+  int rx_ms = p->first_rx_wall ? (int)((g_get_real_time () - p->first_rx_wall) / 1000) : 0;
+  g_array_append_val (p->text_rx, rx_ms);
   if (g_strcmp0 (type, "state") == 0)
     p->n_state++;
   if (g_strcmp0 (type, "error") == 0) {
@@ -411,6 +420,7 @@ on_binary (Probe *p, const guint8 *b, gsize len)
   int ns = opus_packet_get_nb_samples (b + 16, (opus_int32)(len - 16), RATE);
   if (ns != RATE / 1000 * p->frame_ms)
     fail (p, "seq %u: Opus packet holds %d samples, want %d", seq, ns, RATE / 1000 * p->frame_ms);
+  p->rx_wall = now;
   decode (p, b + 16, len - 16);
 }
 
@@ -649,6 +659,12 @@ report (Probe *p)
   g_string_append_printf (o, "},\"timeline\":\"%s\",\"text_windows\":[", p->timeline->str);
   for (guint i = 0; i < p->text_win->len; i++)
     g_string_append_printf (o, "%s%d", i ? "," : "", g_array_index (p->text_win, int, i));
+  g_string_append (o, "],\"text_rx_ms\":[");
+  for (guint i = 0; i < p->text_rx->len; i++)
+    g_string_append_printf (o, "%s%d", i ? "," : "", g_array_index (p->text_rx, int, i));
+  g_string_append (o, "],\"window_rx_ms\":[");
+  for (guint i = 0; i < p->window_rx->len; i++)
+    g_string_append_printf (o, "%s%d", i ? "," : "", g_array_index (p->window_rx, int, i));
   g_string_append_c (o, ']');
   if (p->levels) {
     g_string_append (o, ",\"levels_db\":{");
@@ -746,6 +762,8 @@ main (int argc, char **argv)
   p.timeline = g_string_new (NULL);
   p.level = g_array_new (FALSE, FALSE, sizeof (float));
   p.text_win = g_array_new (FALSE, FALSE, sizeof (int));
+  p.window_rx = g_array_new (FALSE, FALSE, sizeof (int));
+  p.text_rx = g_array_new (FALSE, FALSE, sizeof (int));
   for (int i = 0; i < WIN; i++)
     p.window[i] = 0.5 - 0.5 * cos (2 * G_PI * i / WIN);
   int oerr;
@@ -768,6 +786,7 @@ main (int argc, char **argv)
   g_ptr_array_unref (p.errors), g_ptr_array_unref (p.texts);
   g_array_unref (p.delays), g_string_free (p.timeline, TRUE);
   g_array_unref (p.level), g_array_unref (p.text_win);
+  g_array_unref (p.window_rx), g_array_unref (p.text_rx);
   if (p.hello)
     json_node_unref (p.hello);
   return rc;

@@ -225,7 +225,7 @@ import json, sys
 sys.path.insert(0, "tests/integration")
 from harness import scaled, scaled_int
 p, a = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-probe_start, rc = int(sys.argv[3]), int(sys.argv[4])
+rc = int(sys.argv[4])  # argv[3]: when the probe was started (the axis is its first packet now)
 tl, tw, texts = p["timeline"], p["text_windows"], p["texts"]
 t = p["tones"]
 print(f"      hy listener: exit {rc}, {p['packets']} pkts, gaps {p['gaps']}, tones "
@@ -250,18 +250,22 @@ if t["hy"] < 50:
 for k, who in (("tr", "Carla (not live)"), ("ru", "Boris (other booth)")):
     if t[k]:
         problems.append(f"{who}'s tone leaked into hy: {t[k]} windows")
-# The drop, on the probe's axis: window k holds audio that arrived from about
-# first packet + k * 100 ms (wsprobe's first_packet_wall_us). Assuming probe_start
-# + 50 ms instead put the drop 0.1-0.6 s late whenever wsprobe took longer to start
-# (a loaded machine, the sanitized build): the floor's state then fell before it.
-drop_us = a["wall_start_us"] + a["dropped_at_s"] * 1e6
-d = (drop_us - (p.get("first_packet_wall_us") or probe_start + 50000)) / 1e6
-after = [(w, s) for w, s in states if w / 10 >= d - scaled(0.1)]
-state_ms = (after[0][0] / 10 - d) * 1000 if after and after[0][1] == "floor" else None
-k0 = int(d * 10)
+# The drop, on the probe's wall clock: wsprobe notes when each 100 ms window and
+# each text arrived (ms after its first packet, first_packet_wall_us). Counting
+# windows as 100 ms of wall time put the drop 0.7 s late under the sanitized build,
+# where the timeline is audio and the server's skips and lags move it off the clock.
+rx, text_rx = p["window_rx_ms"], p["text_rx_ms"]
+if a.get("dropped_at_s") is None or not rx:
+    sys.exit(f"      why: cannot time the drop (peer A dropped_at_s={a.get('dropped_at_s')}, {len(rx)} windows)")
+d_ms = (a["wall_start_us"] + a["dropped_at_s"] * 1e6 - p["first_packet_wall_us"]) / 1000
+state_rx = [(text_rx[i], json.loads(x)) for i, x in enumerate(texts) if i < len(text_rx)]
+after = [(ms, m["state"]) for ms, m in state_rx if m.get("type") == "state" and ms >= d_ms - scaled(100)]
+state_ms = after[0][0] - d_ms if after and after[0][1] == "floor" else None
+k0 = next((k for k, ms in enumerate(rx) if ms >= d_ms), len(rx))
 audio_k = next((k for k in range(k0, len(tl) - 5) if "h" not in tl[k:k + 5] and "o" in tl[k:k + 5]), None)
-audio_ms = (audio_k / 10 - d) * 1000 if audio_k is not None else None
-print(f"      drop at {d:.2f} s on the listener's axis: heard {tl[k0 - 5:k0]}|{tl[k0:k0 + 10]};"
+# a window is heard from the previous one's arrival
+audio_ms = rx[max(audio_k - 1, 0)] - d_ms if audio_k is not None else None
+print(f"      drop at {d_ms / 1000:.2f} s on the listener's clock: heard {tl[max(0, k0 - 5):k0]}|{tl[k0:k0 + 10]};"
       f" state floor after {state_ms if state_ms is None else round(state_ms)} ms,"
       f" floor audio from {audio_ms if audio_ms is None else round(audio_ms)} ms")
 # 500 ms and one 100 ms window of measuring slack

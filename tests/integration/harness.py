@@ -12,7 +12,7 @@ correct: which tone is on which channel, no gaps, byte-exact files, counts. At 1
 script checks exactly what it checked before the scale existed.
 `python3 tests/integration/harness.py scaled SECONDS` prints SECONDS scaled (for the .sh
 scripts)."""
-import math, os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import math, os, shlex, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,7 +88,10 @@ class Server:
         """ready: the path whose 200 means up (/healthz needs every room playing; a room
         waiting for its SRT stage is not: then wait for /api/v1/rooms); timeout is scaled()"""
         timeout = scaled(timeout)
-        args = [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
+        # DRAGOMAN_WRAP runs the server under a tool, e.g. "heaptrack -o /tmp/ht/soak" or
+        # "valgrind --leak-check=full" (with DRAGOMAN_TIME_SCALE for its slowness)
+        wrap = shlex.split(self.env.get("DRAGOMAN_WRAP", ""))
+        args = wrap + [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
         for s in self.sets:
             args += ["--set", s]
         self.log = open(self.logpath, "w")

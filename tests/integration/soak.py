@@ -134,14 +134,6 @@ def hls_viewer(srv, stop, counts):
         stop.wait(2)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     stage_port, booth_port = udp_port(), udp_port()
     srv = Server(os.environ.get("SOAK_NAME", "soak"), config="configs/conference.ini",
@@ -192,9 +184,10 @@ def main():
                 senders.append(booth)
                 booth_cycles += 1
                 booth_next = now + BOOTH_ON + BOOTH_OFF
-            samples.append((round(now - t0, 1), rss_kib(srv.proc.pid)))
             try:  # malloc's view beside the kernel's: a leak grows "in-use", fragmentation "free"
                 m = srv.get("/metrics").decode()
+                # the server's own reading: under DRAGOMAN_WRAP (heaptrack) proc.pid is the wrapper's
+                samples.append((round(now - t0, 1), srv.metric("dragoman_resident_bytes", m) / 1024))
                 heap.append((round(now - t0, 1), srv.metric('dragoman_heap_bytes{kind="in-use"}', m) / 1024,
                              srv.metric('dragoman_heap_bytes{kind="free"}', m) / 1024))
             except OSError:
