@@ -48,6 +48,13 @@ def arg(name):
 
 ONLY = set(arg("--only").split(",")) if arg("--only") else None
 OUT = arg("--out")
+PARTS = {"mouth", "webrtc", "browser", "fanout", "demo", "cost", "icecast", "stage"}
+# a full run takes 10 minutes and rewrites the results: anything it does not know stops it
+_unknown = [a for i, a in enumerate(sys.argv[1:], 1)
+            if a not in ("--smoke", "--only", "--out") and not a.startswith(("--only=", "--out="))
+            and sys.argv[i - 1] not in ("--only", "--out")]
+if _unknown or (ONLY and not ONLY <= PARTS):
+    sys.exit(__doc__ + f"\nbench.py: unknown {_unknown or sorted(ONLY - PARTS)}")
 
 
 def want(part):
