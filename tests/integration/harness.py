@@ -12,7 +12,7 @@ correct: which tone is on which channel, no gaps, byte-exact files, counts. At 1
 script checks exactly what it checked before the scale existed.
 `python3 tests/integration/harness.py scaled SECONDS` prints SECONDS scaled (for the .sh
 scripts)."""
-import math, os, shlex, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import math, os, shlex, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -135,11 +135,20 @@ class Server:
         self.log.flush()
         return open(self.logpath, errors="replace").read()
 
+    def server_pids(self):
+        """the server's pid, also under DRAGOMAN_WRAP (heaptrack's script runs it as a child)"""
+        if not self.env.get("DRAGOMAN_WRAP"):
+            return [self.proc.pid]
+        out = subprocess.run(["pgrep", "-f", "^" + os.path.join(ROOT, "build/dragoman") + " --config " + self.conf],
+                             capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            for pid in self.server_pids():  # the server first: a wrapper may not pass SIGTERM on
+                os.kill(pid, signal.SIGTERM)
             try:
-                self.proc.wait(scaled(10))  # LeakSanitizer checks at exit
+                self.proc.wait(scaled(10) * (6 if self.env.get("DRAGOMAN_WRAP") else 1))  # LSan checks at exit
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
