@@ -108,6 +108,7 @@ integration-first:
 
 integration-second:
 	python3 tests/integration/hostile.py
+	python3 tests/integration/ingest.py
 	python3 tests/integration/edge.py
 	python3 tests/integration/nchan.py
 	python3 tests/integration/flood.py

@@ -3,6 +3,7 @@
 
 #include "conncap.h"
 #include "control.h"
+#include "srtgate.h"
 
 #include <json-glib/json-glib.h>
 #include <malloc.h>
@@ -228,6 +229,11 @@ dragoman_metrics_prometheus (DragomanServer *server)
     g_string_append_printf (s, "dragoman_stage_losses_total{room=\"%s\"} %u\n", dragoman_room_get_config (room)->id,
                             dragoman_stage_get_losses (dragoman_room_get_stage (room)));
   }
+  g_string_append_printf (s,
+                          "# HELP dragoman_srt_callers_refused_total SRT callers refused because another sender was on air\n"
+                          "# TYPE dragoman_srt_callers_refused_total counter\n"
+                          "dragoman_srt_callers_refused_total %" G_GUINT64_FORMAT "\n",
+                          dragoman_srt_gate_refused_total ());
   append_booth_video_metrics (server, s);
   append_output_metrics (server, s);
   g_string_append (s, "# HELP dragoman_channel_interpretation 1 while a live interpreter is on the channel\n"

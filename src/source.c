@@ -1,6 +1,7 @@
 #include "source.h"
 
 #include "fileplayer.h"
+#include "srtgate.h"
 
 #include "config.h"
 
@@ -198,6 +199,11 @@ dragoman_source_new (const char *pipeline_dir, const char *name, const char *bin
     goto failed;
   if (!ghost (GST_BIN (bin), "audio", TRUE, &err) || !ghost (GST_BIN (bin), "video", FALSE, &err))
     goto failed;
+  {
+    const char *room = g_hash_table_lookup (vars, "room");
+    g_autofree char *label = g_strdup_printf ("room %s: %s", room ? room : "?", bin_name);
+    dragoman_srt_gate_attach (GST_BIN (bin), label);
+  }
   return bin;
 
   /* ERRORS */

@@ -5,7 +5,8 @@
  * given table (an unknown variable is an error), ${var:-default} falls back. The src pads of the elements
  * named "audio" and "video" become the bin's ghost pads of the same names.
  * An appsrc named "loop:PATH" (with raw audio caps) plays the file at PATH in a
- * loop as a live source: the demo's voices. */
+ * loop as a live source: the demo's voices. An srtsrc that listens gets a gate
+ * (srtgate.h): one sender at a time. */
 #pragma once
 #include <gst/gst.h>
 

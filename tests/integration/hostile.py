@@ -11,6 +11,8 @@ kept open throughout, then:
   - a 1 MB WebSocket message to /ws/control and to /ws/booth: the socket is closed;
   - malformed JSON and unknown types on /ws/booth after a valid join: a clear error;
   - an invalid SDP offer: error bad-sdp, the session survives;
+  - invalid ICE candidates (not "candidate:...", 2 KB long, m-line 99): bad-candidate;
+    a garbled one that passes that check goes to the ICE agent, the session survives;
   - garbage datagrams on the SRT stage port: the stage stays lost, nothing breaks;
 and after all of it: /healthz ok, and the listener got audio throughout (no gap).
 Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
@@ -149,17 +151,24 @@ def main():
         joined = ws.recv(scaled(3))
         replies = []
         for bad in ("{not json", json.dumps({"type": "no-such-thing"}), json.dumps([1, 2, 3]),
-                    json.dumps({"type": "offer", "sdp": "v=0\r\nthis is not an SDP\r\n"})):
+                    json.dumps({"type": "offer", "sdp": "v=0\r\nthis is not an SDP\r\n"}),
+                    json.dumps({"type": "ice", "candidate": "not a candidate", "sdpMLineIndex": 0}),
+                    json.dumps({"type": "ice", "candidate": "candidate:" + "x" * 2000, "sdpMLineIndex": 0}),
+                    json.dumps({"type": "ice", "candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdpMLineIndex": 99})):
             ws.send(bad)
             errs = [m for m in ws.messages(1.5) if m.get("type") == "error"]  # state messages come too
             replies.append(errs[0].get("code") if errs else None)
+        # a candidate that looks right but is garbage inside goes to the ICE agent, which drops it
+        ws.send({"type": "ice", "candidate": "candidate:x y z 999.999.1.1 -5 typ nonsense", "sdpMLineIndex": 0})
+        replies.append(next((m.get("code") for m in ws.messages(1) if m.get("type") == "error"), None))
         ws.send({"type": "chat", "text": "still here"})
         ws.messages(0.5)
         alive = ws.close_code is None
         ws.close()
         check(joined and joined.get("type") == "joined" and replies[:3] == ["bad-message"] * 3 and
-              replies[3] == "bad-sdp" and alive,
-              "booth: malformed JSON, unknown types, a non-object: bad-message; an invalid SDP: bad-sdp; still open",
+              replies[3] == "bad-sdp" and replies[4:7] == ["bad-candidate"] * 3 and alive,
+              "booth: malformed JSON, unknown types, a non-object: bad-message; an invalid SDP: bad-sdp; "
+              "ICE candidates that are not one, too long or for a far m-line: bad-candidate; still open",
               f"{replies}")
 
         # ---- garbage on the SRT port ------------------------------------------
