@@ -56,16 +56,6 @@ run (gpointer data)
   return NULL;
 }
 
-guint
-dragoman_heap_limit_arenas (void)
-{
-  if (g_getenv ("MALLOC_ARENA_MAX"))
-    return 0; /* glibc read it at start-up */
-  guint n = MAX (g_get_num_processors (), 2);
-  mallopt (M_ARENA_MAX, (int) n);
-  return n;
-}
-
 DragomanHeapTrim *
 dragoman_heaptrim_start (guint interval_s)
 {

@@ -23,15 +23,6 @@ typedef struct {
   guint max_us;
 } DragomanHeapTrimStats;
 
-/* First thing in main, before any thread allocates: caps malloc's arenas at one per
- * core (at least 2) unless MALLOC_ARENA_MAX is set. glibc's default is 8 per core (16
- * on 2 cores) for our ~78 threads, and every arena keeps its own freed chunks: in two
- * 30-minute soaks side by side, RSS after warm-up rose +6.6 % with 2 arenas and +10.1 %
- * with the default (docs/reliability.md). No more threads than cores run at once, so
- * the contention is small: bench parts mouth and fanout, 2 against 16 arenas, gave
- * mouth-to-socket p99 34.8 / 37.9 ms and fan-out p99 at 4,000 listeners 63.6 / 66.7 ms.
- * Returns the cap set, 0 when the environment's is kept. */
-guint dragoman_heap_limit_arenas (void);
 DragomanHeapTrim *dragoman_heaptrim_start (guint interval_s);
 void dragoman_heaptrim_stop (DragomanHeapTrim *trim);
 /* any thread: the process's resident memory (VmRSS), 0 if /proc cannot say */

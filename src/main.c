@@ -77,7 +77,6 @@ print_urls (DragomanServer *server)
 int
 main (int argc, char **argv)
 {
-  dragoman_heap_limit_arenas (); /* before any thread allocates */
   g_autofree char *config_path = NULL;
   g_auto (GStrv) overrides = NULL;
   gboolean version = FALSE;
