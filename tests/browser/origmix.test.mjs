@@ -150,21 +150,25 @@ test('in step: over the floor alone the channel and the original line up to 1 ms
   await setSlider(100);
   await waitFor(() => window.dragoman.stats.orig.open && window.dragoman.stats.orig.decoded > 20, null, 5000, 'the original flowing');
   const tries = [];
-  for (let attempt = 1; attempt <= 3; attempt++) {
+  // A window is judged only when it held the floor alone: timed (the capture ended
+  // before the next interpreter) and, at the best lag, as alike as the same audio is
+  // (ρ >= 0.95; 0.99 when clean). A ramp or the next interpreter in it gave ρ 0.2-0.9
+  // and a biased lag (-0.5..-2.2 ms), which said nothing about the line-up.
+  for (let attempt = 1; attempt <= 5; attempt++) {
     await waitFor(() => window.dragoman.stats.channelState === 'interpretation', null, 8000, 'hy on air');
     await waitFor(() => window.dragoman.stats.channelState === 'floor', null, 15000, 'hy off air');
     const t0 = Date.now();
     await sleep(1200);
     const cap = await page.evaluate(() => window.dragoman.capture(1500));
-    const clean = Date.now() - t0 < 3900 && await page.evaluate(() => window.dragoman.stats.channelState === 'floor');
+    const timed = Date.now() - t0 < 3900 && await page.evaluate(() => window.dragoman.stats.channelState === 'floor');
     const r = bestLag(cap.main, cap.orig, cap.rate);
-    tries.push(`${r.lagMs.toFixed(2)} ms ρ ${r.rho.toFixed(2)}${clean ? '' : ' (window missed)'}`);
+    const clean = timed && r.rho >= 0.95;
+    tries.push(`${r.lagMs.toFixed(2)} ms ρ ${r.rho.toFixed(2)}${timed ? (clean ? '' : ' (not the floor alone)') : ' (window missed)'}`);
     if (!clean) continue;
-    assert(r.rho > 0.7, `the channel (floor alone) and the original hardly correlate: ${tries.join(', ')}`);
     assert(Math.abs(r.lagMs) <= 1, `the original plays ${r.lagMs.toFixed(2)} ms off the channel: ${tries.join(', ')}`);
     return `best lag ${r.lagMs.toFixed(2)} ms, ρ ${r.rho.toFixed(3)} (at 0: ${r.rhoAt0.toFixed(3)})${tries.length > 1 ? `; tries ${tries.join(', ')}` : ''}`;
   }
-  throw new Error(`no clean off-air window in 3 tries: ${tries.join(', ')}`);
+  throw new Error(`no clean off-air window in 5 tries: ${tries.join(', ')}`);
 });
 
 test('nothing is added while the channel is the floor alone; back under the next interpreter', async () => {
