@@ -58,12 +58,17 @@ class Checks:
         print(f"{self.name}: all checks passed")
 
 
-def free_port():
-    s = socket.socket()
+def free_port(kind=socket.SOCK_STREAM):
+    """a free loopback port: TCP by default, socket.SOCK_DGRAM for SRT and RTP"""
+    s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def udp_port():
+    return free_port(socket.SOCK_DGRAM)
 
 
 class Server:

@@ -20,7 +20,7 @@ Exit status 0 when every check passes."""
 import json, os, random, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Server, scaled  # noqa: E402
+from harness import ROOT, Server, scaled, udp_port  # noqa: E402
 
 STAGE_PASS = "stage-passphrase-2026"
 BOOTH_PASS = "booth-en-passphrase-2026"
@@ -31,14 +31,6 @@ def check(ok, what, detail=""):
     print(f"{'PASS' if ok else 'FAIL'}: {what}" + (f" ({detail})" if detail else ""), flush=True)
     if not ok:
         failures.append(what)
-
-
-def udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def sender(port, hz, passphrase=None, video=True, seconds=None):

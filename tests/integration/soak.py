@@ -22,7 +22,7 @@ Exit status 0 when every check passes."""
 import json, os, random, socket, statistics, struct, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Checks, Server, scaled  # noqa: E402
+from harness import ROOT, Checks, Server, scaled, udp_port  # noqa: E402
 from wsclient import WebSocket  # noqa: E402
 
 check = Checks("soak.py")
@@ -37,14 +37,6 @@ LANGS = ["orig", "en", "hy", "az", "ru", "tr"]
 STEADY = 20
 # to find what memory grows with, one part at a time: SOAK_PARTS=stage,booth,churn,hls (all by default)
 PARTS = set(os.environ.get("SOAK_PARTS", "stage,booth,churn,hls").split(","))
-
-
-def udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def stage_sender(port):
