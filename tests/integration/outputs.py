@@ -167,6 +167,41 @@ def decodable_seconds(path):
     return int(times[-1]) / 1e6 if times else 0.0
 
 
+def _ebml(data, pos, vint_id=False):
+    """one EBML variable-size integer at pos: (value, next pos); an ID keeps its marker bit"""
+    first = data[pos]
+    n = 1
+    while n <= 8 and not first & (0x80 >> (n - 1)):
+        n += 1
+    value = first if vint_id else first & (0xFF >> n)
+    for b in data[pos + 1:pos + n]:
+        value = value << 8 | b
+    return value, pos + n
+
+
+def cue_points(path):
+    """the number of CuePoints in a Matroska file's Cues (its seek index); -1: no Cues"""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, end = 0, len(data)
+    while pos < end:
+        eid, pos = _ebml(data, pos, vint_id=True)
+        size, pos = _ebml(data, pos)
+        if eid == 0x18538067:  # Segment: descend
+            end = min(end, pos + size)
+            continue
+        if eid == 0x1C53BB6B:  # Cues: count its CuePoint children
+            count, p = 0, pos
+            while p < pos + size:
+                cid, p = _ebml(data, p, vint_id=True)
+                csize, p = _ebml(data, p)
+                count += cid == 0xBB
+                p += csize
+            return count
+        pos += size
+    return -1
+
+
 def start_server(port, sets, log_name):
     log = open(os.path.join(ART, log_name), "w")
     args = [DRAGOMAN, "--set", f"server.port={port}", "--set", f"server.hls-dir={tempfile.mkdtemp(prefix='hls-')}"]
@@ -279,6 +314,11 @@ def main():
         check(ran - 4 <= dur <= ran + 1, "the file lasts as long as the recording ran", f"{dur:.1f} s of {ran:.1f} s")
         mkas = sorted(f for f in os.listdir(rec_dir) if f.endswith(".mka"))
         check(len(mkas) == 6, "audio-only files, one per channel", f"{mkas}")
+        cues = cue_points(os.path.join(rec_dir, mkas[0])) if mkas else -1
+        # matroskamux's default indexes every AAC frame (47/s) of a one-track file and
+        # holds the index in memory to the end: 18 MiB of heap an hour for 6 languages
+        check(1 <= cues <= ran + 3, "the audio-only file is indexed for seeking, about once a second",
+              f"{cues} cue points in {mkas[0] if mkas else '-'} for {ran:.1f} s")
 
         # SIGKILL while recording
         crew.act(type="record", room="main", value=True)
