@@ -6,7 +6,8 @@
  *
  * Splits: at the first video keyframe at least segment-seconds after the last
  * split (the encoder's keyframe interval should equal the segment length), and at
- * the first keyframe after the video source switched (stage lost or back). */
+ * the first keyframe after the video source switched (stage lost or back); the
+ * segments every rendition opens at such a split carry the DISCONTINUITY. */
 #include "hls.h"
 
 #include <errno.h>
@@ -21,6 +22,13 @@
 GST_DEBUG_CATEGORY_STATIC (hls_debug);
 #define GST_CAT_DEFAULT hls_debug
 
+
+/* splits made for a source switch remembered, for renditions whose fragment-opened
+ * message comes after the next switch (a stage flapping within a second or two) */
+#define DISCONT_RING 8
+/* an audio rendition opens its segment at the first AAC frame at or after the split:
+ * up to one frame (21 ms) late */
+#define SPLIT_SLACK (50 * GST_MSECOND)
 
 typedef struct {
   guint id;
@@ -39,7 +47,8 @@ typedef struct {
   GstClockTime open_rt;
   guint open_id;
   gint64 open_pdt_us;
-  gboolean pending_discont; /* the next segment follows a discontinuity */
+  gboolean open_discont; /* the open segment is the first after a source switch */
+  guint discont_dropped; /* segments with a discontinuity that left the window */
   char *playlist;
 } Rendition;
 
@@ -58,6 +67,10 @@ struct _DragomanHls {
   GMutex lock;
   GstClockTime last_split, start_rt;
   gboolean switched;
+  /* running times of the last splits made for a source switch (a ring): every
+   * rendition marks the segment it opens at such a split, so all mark the same one */
+  GstClockTime discont_rt[DISCONT_RING];
+  guint discont_next;
 };
 
 static void
@@ -96,8 +109,14 @@ write_playlist (Rendition *r)
   for (GList *l = r->segments.head; l; l = l->next)
     max = MAX (max, ((Segment *) l->data)->duration);
   Segment *first = g_queue_peek_head (&r->segments);
-  g_string_append_printf (s, "#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:%u\n", (int) (max + 0.999),
-                          first ? first->id : 0);
+  /* RFC 8216 6.2.2: a playlist whose segments with a discontinuity have left the
+   * window must say how many there were, or players number the discontinuities of
+   * the renditions differently (hls.js lines audio up with video by that number).
+   * The first segment's own tag is not written, so it counts here. */
+  guint dseq = r->discont_dropped + (first && first->discont ? 1 : 0);
+  g_string_append_printf (s,
+                          "#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:%u\n#EXT-X-DISCONTINUITY-SEQUENCE:%u\n",
+                          (int) (max + 0.999), first ? first->id : 0, dseq);
   for (GList *l = r->segments.head; l; l = l->next) {
     Segment *seg = l->data;
     g_autofree char *pdt = iso8601 (seg->pdt_us);
@@ -190,7 +209,19 @@ on_fragment (Rendition *r, const GstStructure *st, gboolean opened)
   if (!location)
     return;
   if (opened) {
+    /* the first segment opened at (or just after) a split made for a source switch
+     * since this rendition's previous segment opened */
+    gboolean discont = FALSE;
+    g_mutex_lock (&h->lock);
+    for (guint i = 0; i < DISCONT_RING; i++) {
+      GstClockTime d = h->discont_rt[i];
+      if (GST_CLOCK_TIME_IS_VALID (d) && d <= rt + SPLIT_SLACK &&
+          (!GST_CLOCK_TIME_IS_VALID (r->open_rt) || d > r->open_rt + SPLIT_SLACK))
+        discont = TRUE;
+    }
+    g_mutex_unlock (&h->lock);
     r->open_rt = rt;
+    r->open_discont = discont;
     r->open_pdt_us = running_time_to_wall_us (h->pipeline, rt);
     return;
   }
@@ -202,12 +233,13 @@ on_fragment (Rendition *r, const GstStructure *st, gboolean opened)
   seg->duration = GST_CLOCK_TIME_IS_VALID (r->open_rt) && rt > r->open_rt ? (double) (rt - r->open_rt) / GST_SECOND
                                                                           : h->room->hls_segment_seconds;
   seg->pdt_us = r->open_pdt_us;
-  seg->discont = r->pending_discont;
-  r->pending_discont = FALSE;
+  seg->discont = r->open_discont;
   g_queue_push_tail (&r->segments, seg);
   /* a sliding window; files stay two segments longer for players mid-fetch */
   while (g_queue_get_length (&r->segments) > (guint) h->room->hls_window) {
     Segment *old = g_queue_pop_head (&r->segments);
+    if (old->discont)
+      r->discont_dropped++;
     g_autofree char *path = g_strdup_printf ("%s/%s-%05u.ts", h->dir, r->name, old->id >= 2 ? old->id - 2 : 0);
     if (old->id >= 2)
       g_unlink (path);
@@ -265,6 +297,10 @@ on_video (GstPad *pad, GstPadProbeInfo *info, gpointer data)
     split = !first && rt >= h->start_rt + GST_SECOND &&
             (h->switched ||
              rt >= h->last_split + (GstClockTime) h->room->hls_segment_seconds * GST_SECOND - 50 * GST_MSECOND);
+    if (split && h->switched) {
+      h->discont_rt[h->discont_next] = rt;
+      h->discont_next = (h->discont_next + 1) % DISCONT_RING;
+    }
     if (split || first) {
       h->last_split = rt;
       h->switched = FALSE;
@@ -352,6 +388,8 @@ dragoman_hls_new (GstElement *pipeline, DragomanProgram *program, const Dragoman
   h->lock_fd = lock_fd;
   h->renditions = g_ptr_array_new ();
   h->last_split = GST_CLOCK_TIME_NONE;
+  for (guint i = 0; i < DISCONT_RING; i++)
+    h->discont_rt[i] = GST_CLOCK_TIME_NONE;
   g_mutex_init (&h->lock);
 
   GstElement *q = add (pipeline, "queue", NULL);
@@ -397,8 +435,6 @@ dragoman_hls_set_stage_live (DragomanHls *h, gboolean live)
   g_mutex_lock (&h->lock);
   h->switched = TRUE;
   g_mutex_unlock (&h->lock);
-  for (guint i = 0; i < h->renditions->len; i++)
-    ((Rendition *) h->renditions->pdata[i])->pending_discont = TRUE;
   GST_INFO ("room %s: HLS marks a discontinuity (%s)", h->room->id, live ? "the stage" : "the slate");
 }
 

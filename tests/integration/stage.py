@@ -65,6 +65,22 @@ def playlist(port, name):
     return get(f"http://127.0.0.1:{port}/hls/main/{name}")[0]
 
 
+def segments_by_time(text):
+    """[(PROGRAM-DATE-TIME in s, discontinuity sequence number)] of a media playlist's segments"""
+    from datetime import datetime
+    out, dsn, pdt = [], 0, None
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
+            dsn = int(line.split(":", 1)[1])
+        elif line == "#EXT-X-DISCONTINUITY":
+            dsn += 1
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line and not line.startswith("#"):
+            out.append((pdt, dsn))
+    return out
+
+
 def main():
     port, srt = free_port(), free_port(socket.SOCK_DGRAM)
     art = os.path.join(ROOT, "build/test-artifacts")
@@ -174,6 +190,16 @@ def main():
               f"after {took:.2f} s" if took is not None else "never")
 
         r = json.loads(probe.communicate(timeout=40)[0])
+
+        # every rendition numbers the discontinuities alike (players line audio up with
+        # video by that number), also once the first ones have left the 12 s window
+        vsegs, asegs = segments_by_time(playlist(port, "video.m3u8")), segments_by_time(playlist(port, "audio-hy.m3u8"))
+        pairs = [(v, a) for v in vsegs for a in asegs if abs(v[0] - a[0]) < 0.1]
+        check(len(pairs) >= 3 and all(v[1] == a[1] for v, a in pairs),
+              "video and audio playlists give each segment the same discontinuity number",
+              f"(video, audio-hy) by time: {[(v[1], a[1]) for v, a in pairs]}")
+        check(vsegs and vsegs[-1][1] >= 3, "the discontinuity count carries on after the tags left the window "
+              "(EXT-X-DISCONTINUITY-SEQUENCE)", f"last segment's number {vsegs[-1][1] if vsegs else None} after 4 switches")
         check(r["close_code"] in (1000, -1) and r["closed_by"] != "server" and r["packets"] > 30 * 50 * 0.9,
               "the WebSocket listener stayed connected throughout",
               f"{r['packets']} packets, closed by {r['closed_by']}, longest pause {r['max_interarrival_ms']:.0f} ms")
