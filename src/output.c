@@ -428,7 +428,7 @@ add_splitmux (DragomanOutput *o, GstElement *pipeline, const char *lang)
    * One index entry a second: matroskamux indexes every buffer of a one-track audio
    * file by default, and keeps the index in memory until the file ends: 47 AAC
    * frames/s x 24 bytes x 6 audio-only files was 0.3 MiB a minute of heap (18 MiB
-   * an hour, regrown 32 entries at a time), the soak's steady RSS rise. */
+   * an hour, regrown 32 entries at a time): a stage-only soak's steady rise. */
   g_object_set (mux, "min-cluster-duration", (gint64) 500 * GST_MSECOND, "max-cluster-duration",
                 (gint64) GST_SECOND, "min-index-interval", (gint64) GST_SECOND, NULL);
   g_signal_connect (mux, "pad-added", G_CALLBACK (on_mux_pad_added), o);

@@ -10,6 +10,7 @@
   - playlists short-cached, segments long-cached, with their MIME types.
 Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py)."""
 import json, os, re, signal, socket, subprocess, sys, time, urllib.request
+from datetime import datetime
 
 from harness import scaled, scaled_int
 
@@ -67,7 +68,6 @@ def playlist(port, name):
 
 def segments_by_time(text):
     """[(PROGRAM-DATE-TIME in s, discontinuity sequence number)] of a media playlist's segments"""
-    from datetime import datetime
     out, dsn, pdt = [], 0, None
     for line in text.splitlines():
         if line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:"):
