@@ -6,7 +6,6 @@
 #include "srtgate.h"
 
 #include <json-glib/json-glib.h>
-#include <malloc.h>
 #include <string.h>
 
 gboolean
@@ -158,25 +157,28 @@ append_publish_metrics (DragomanServer *server, GString *s)
   }
 }
 
-/* Memory as the kernel and as malloc see it. RSS alone cannot tell a leak (heap in use
- * grows) from fragmentation (RSS grows, the free bytes malloc keeps grow with it): the soak
- * (docs/reliability.md) judges them apart. mallinfo2 walks every arena under its lock: a few
- * microseconds with GStreamer's ~30 streaming threads, fine at a scrape every few seconds. */
+/* Memory as the kernel and as the allocator see it. RSS alone cannot tell a leak (heap in
+ * use grows) from fragmentation (RSS grows, the free bytes malloc keeps grow with it): the
+ * soak (docs/reliability.md) judges them apart. */
 static void
 append_memory_metrics (DragomanServer *server, GString *s)
 {
   guint64 rss_kib = dragoman_process_rss_bytes () / 1024;
-  struct mallinfo2 mi = mallinfo2 ();
+  DragomanHeapUsage hu;
+  dragoman_heap_get_usage (&hu);
   g_string_append_printf (s,
                           "# HELP dragoman_resident_bytes Resident memory of the server process (VmRSS)\n"
                           "# TYPE dragoman_resident_bytes gauge\n"
                           "dragoman_resident_bytes %" G_GUINT64_FORMAT "\n"
                           "# HELP dragoman_heap_bytes malloc's heap: in use by the program, or free but kept by malloc\n"
                           "# TYPE dragoman_heap_bytes gauge\n"
-                          "dragoman_heap_bytes{kind=\"in-use\"} %zu\n"
-                          "dragoman_heap_bytes{kind=\"free\"} %zu\n"
-                          "dragoman_heap_bytes{kind=\"mmapped\"} %zu\n",
-                          rss_kib * 1024, mi.uordblks, mi.fordblks, mi.hblkhd);
+                          "dragoman_heap_bytes{kind=\"in-use\"} %" G_GUINT64_FORMAT "\n"
+                          "dragoman_heap_bytes{kind=\"free\"} %" G_GUINT64_FORMAT "\n"
+                          "dragoman_heap_bytes{kind=\"mmapped\"} %" G_GUINT64_FORMAT "\n"
+                          "# HELP dragoman_heap_allocator_info The malloc the server was built with\n"
+                          "# TYPE dragoman_heap_allocator_info gauge\n"
+                          "dragoman_heap_allocator_info{allocator=\"%s\"} 1\n",
+                          rss_kib * 1024, hu.in_use, hu.free, hu.mapped, dragoman_heap_allocator);
   if (server->heaptrim) {
     DragomanHeapTrimStats ts;
     dragoman_heaptrim_get_stats (server->heaptrim, &ts);

@@ -243,9 +243,13 @@ def machine():
                 break
     except OSError:
         pass
+    try:  # the Makefile's MALLOC of the build under test (jemalloc or glibc)
+        malloc = open(os.path.join(B, ".malloc")).read().strip()
+    except OSError:
+        malloc = "unknown"
     return {"cores": os.cpu_count(), "cpu": model, "kernel": platform.release(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_before": os.getloadavg()[0]}
+            "load_before": os.getloadavg()[0], "malloc": malloc}
 
 
 def main():
@@ -333,7 +337,8 @@ def main():
 def render(res):
     m = res["machine"]
     lines = [f"Measured by `make bench`{' (QUICK=1)' if res['quick'] else ''} on {m['date']}: {m['cores']} cores, "
-             f"{m['cpu']}, Linux {m['kernel']}, load average {m['load_before']:.1f} before the run."]
+             f"{m['cpu']}, Linux {m['kernel']}, load average {m['load_before']:.1f} before the run; "
+             f"the server on {m.get('malloc', 'glibc')}'s malloc."]
     if "mouth_to_socket" in res:
         lines += ["", "### Mouth-to-socket (booth Opus/RTP in → WebSocket listener), jitter buffer 20 ms", "",
                   "| channel frame | clicks timed | p50 | p95 | p99 | max |", "|---|---|---|---|---|---|"]

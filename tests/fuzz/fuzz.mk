@@ -127,7 +127,7 @@ ASAN_TREE     = configs pipelines web tests tools docs
 asan: asan-check asan-integration
 
 asan-build:
-	@CFLAGS='$(ASAN_CFLAGS)' $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+	@CFLAGS='$(ASAN_CFLAGS)' $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) MALLOC=glibc \
 	  $(ASAN_TOOLS:%=$(ASAN_BUILD)/%) $(ASAN_CHECKS)
 
 asan-check: asan-build

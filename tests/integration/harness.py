@@ -94,7 +94,8 @@ class Server:
         waiting for its SRT stage is not: then wait for /api/v1/rooms); timeout is scaled()"""
         timeout = scaled(timeout)
         # DRAGOMAN_WRAP runs the server under a tool, e.g. "heaptrack -o /tmp/ht/soak" or
-        # "valgrind --leak-check=full" (with DRAGOMAN_TIME_SCALE for its slowness)
+        # "valgrind --leak-check=full" (with DRAGOMAN_TIME_SCALE for its slowness; valgrind 3.19
+        # replaces jemalloc's malloc as it does glibc's: a lost block in a -ljemalloc program is found)
         wrap = shlex.split(self.env.get("DRAGOMAN_WRAP", ""))
         args = wrap + [os.path.join(ROOT, "build/dragoman"), "--config", self.conf]
         for s in self.sets:

@@ -19,7 +19,7 @@ may be dropped. The figures go to build/test-artifacts/soak.json and the summary
 line; docs/reliability.md keeps those of the reported runs.
 Deadlines are scaled() by DRAGOMAN_TIME_SCALE (harness.py).
 Exit status 0 when every check passes."""
-import json, os, random, socket, statistics, struct, subprocess, sys, threading, time
+import json, os, random, re, socket, statistics, struct, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import ROOT, Checks, Server, scaled, udp_port  # noqa: E402
@@ -222,6 +222,18 @@ def main():
               f"{viewed}")
         check(("stage" not in PARTS or stage_drops >= 2) and ("booth" not in PARTS or booth_cycles >= 2), "the stage dropped and the booth went on and off air",
               f"{stage_drops} stage drops, {booth_cycles} booth cycles")
+
+        # the malloc the build chose (Makefile MALLOC, build/.malloc) is the one the server says it runs on
+        # and reads its heap from (the ASan tree has no build/.malloc: its server is on the sanitizer's)
+        try:
+            reported = re.findall(r'^dragoman_heap_allocator_info\{allocator="(\w+)"\} 1$', srv.get("/metrics").decode(), re.M)
+        except OSError as e:
+            reported = [str(e)]
+        stamp = os.path.join(ROOT, "build", ".malloc")
+        built = open(stamp).read().strip() if os.path.exists(stamp) else None
+        check(len(reported) == 1 and reported[0] in ("jemalloc", "glibc") and reported[0] == (built or reported[0])
+              and heap and min(u for _, u, _ in heap) > 1024, "the server reports the malloc it was built with, and its heap in use",
+              f"reported {reported}, built {built}, heap in use min {min((u for _, u, _ in heap), default=0) / 1024:.1f} MiB")
 
         after = [kib for t, kib in samples if t >= WARMUP_S]
         n = max(1, len(after) // 10)
